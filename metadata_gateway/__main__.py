@@ -1,0 +1,3 @@
+from metadata_gateway.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The aiohttp application: routes, and the lifetime of the gateway and its IVS client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from metadata_gateway.appkeys import GATEWAY, METRICS
+from metadata_gateway.config import Settings
+from metadata_gateway.gateway import Gateway
+from metadata_gateway.http_api import errors_middleware, routes
+from metadata_gateway.ivs import MetadataSink
+from metadata_gateway.metrics import Metrics
+from metadata_gateway.sender import IvsSender
+
+
+def create_app(
+    settings: Settings,
+    *,
+    sink: MetadataSink | None = None,
+    clock: Callable[[], float] | None = None,
+) -> web.Application:
+    """Build the application; without `sink` it opens its own IVS client at startup."""
+    # The body limit is checked by the handler, which answers with our JSON error.
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors_middleware])
+    app.add_routes(routes)
+
+    async def gateway_context(app: web.Application) -> AsyncIterator[None]:
+        sender: IvsSender | None = None
+        target: MetadataSink
+        if sink is None:
+            target = sender = IvsSender(
+                endpoint_url=settings.endpoint_url, timeout=settings.ivs_timeout
+            )
+            await sender.client(settings.region)  # load the service model now, not on a cue
+        else:
+            target = sink
+        gateway = Gateway(settings, sink=target, clock=clock)
+        metrics = Metrics(gateway)
+        gateway.listeners.append(metrics)
+        app[GATEWAY] = gateway
+        app[METRICS] = metrics
+        gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+            if sender is not None:
+                await sender.close()
+
+    app.cleanup_ctx.append(gateway_context)
+    return app

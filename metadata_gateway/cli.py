@@ -1,0 +1,70 @@
+"""The `metadata-gateway` command: `serve` runs the gateway, `local-ivs` runs the local IVS."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from metadata_gateway.config import ConfigError, load_settings
+from metadata_gateway.local_ivs import cli as local_ivs_cli
+from metadata_gateway.log import setup_logging
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    # Every default is None so that an unset flag leaves the TOML file or MG_* variable in force.
+    add = parser.add_argument
+    add("--config", metavar="FILE", help="TOML settings file (also MG_CONFIG)")
+    add("--host", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, help="port to listen on (default 8080)")
+    add("--region", help="AWS region of the IVS client (default us-west-2)")
+    add("--endpoint-url", help="IVS endpoint, for a local or private IVS")
+    add("--channel-rate", type=int, help="PutMetadata calls/s per channel (default 5, IVS's max)")
+    add("--account-rate", type=int, help="PutMetadata calls/s per account (default 155, IVS's max)")
+    add("--local-ivs", action="store_const", const=True, help="run a local IVS with a demo channel")
+    add("--local-ivs-port", type=int, help="port of the local IVS (default: any free port)")
+    add("--drain-timeout", type=float, help="seconds to send queued cues on SIGTERM (default 10)")
+    add("--channel-max-cues", type=int, help="queued cues per channel (default 1000)")
+    add("--channel-max-bytes", type=int, help="queued bytes per channel (default 262144)")
+    add("--total-max-cues", type=int, help="queued cues in the process (default 100000)")
+    add("--total-max-bytes", type=int, help="queued bytes in the process (default 64 MiB)")
+    add("--max-body-bytes", type=int, help="largest request body (default 262144)")
+    add("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from metadata_gateway.server import run
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
+    try:
+        settings = load_settings(flags=flags)
+    except ConfigError as exc:
+        print(f"metadata-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    return run(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="metadata-gateway",
+        description="Timed metadata into Amazon IVS live streams, within IVS's limits.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the gateway")
+    _add_serve_arguments(serve)
+    serve.set_defaults(run=_run_serve)
+    local = commands.add_parser(
+        "local-ivs", help="run a local Amazon IVS (the same wire API and limits) on loopback"
+    )
+    local_ivs_cli.add_arguments(local)
+    local.set_defaults(run=local_ivs_cli.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the chosen subcommand; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code

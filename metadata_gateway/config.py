@@ -1,0 +1,182 @@
+"""Settings: one frozen dataclass, built from defaults, a TOML file, `MG_*` variables and flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from metadata_gateway.arn import parse_channel_arn
+from metadata_gateway.cues import resolve_channel
+from metadata_gateway.errors import CueError
+
+IVS_CHANNEL_RATE = 5  # PutMetadata calls/s per channel, an IVS quota that cannot be raised
+IVS_ACCOUNT_RATE = 155  # PutMetadata calls/s per account and region, likewise fixed
+ENV_PREFIX = "MG_"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, with a message that says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the gateway can be told; see README.md for each setting."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    region: str = "us-west-2"
+    endpoint_url: str | None = None
+    channel_rate: int = IVS_CHANNEL_RATE
+    account_rate: int = IVS_ACCOUNT_RATE
+    local_ivs: bool = False
+    local_ivs_port: int = 0
+    channels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    channel_max_cues: int = 1_000
+    channel_max_bytes: int = 256 * 1024
+    total_max_cues: int = 100_000
+    total_max_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 256 * 1024
+    drain_timeout: float = 10.0
+    ivs_timeout: float = 5.0
+    offline_probe_interval: float = 3.0
+    window_margin: float = 0.002
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, not {self.port}")
+        if not 0 <= self.local_ivs_port <= 65535:
+            raise ConfigError(f"local_ivs_port must be 0-65535, not {self.local_ivs_port}")
+        if not 1 <= self.channel_rate <= IVS_CHANNEL_RATE:
+            raise ConfigError(
+                f"channel_rate must be 1-{IVS_CHANNEL_RATE} (IVS allows no more), "
+                f"not {self.channel_rate}"
+            )
+        if not 1 <= self.account_rate <= IVS_ACCOUNT_RATE:
+            raise ConfigError(
+                f"account_rate must be 1-{IVS_ACCOUNT_RATE} (IVS allows no more), "
+                f"not {self.account_rate}"
+            )
+        for name in (
+            "channel_max_cues",
+            "channel_max_bytes",
+            "total_max_cues",
+            "total_max_bytes",
+            "max_body_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        for name in ("drain_timeout", "ivs_timeout", "offline_probe_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be greater than 0")
+        if self.window_margin < 0:
+            raise ConfigError("window_margin must not be negative")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError("log_level must be debug, info, warning or error")
+        for alias, arn in self.channels.items():
+            if parse_channel_arn(arn) is None:
+                raise ConfigError(f"channel alias {alias!r}: {arn!r} is not an IVS channel ARN")
+            if alias.startswith("arn:") or not alias:
+                raise ConfigError(f"channel alias {alias!r} must be a name, not an ARN")
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def resolve(self, channel: str) -> str | None:
+        """The ARN an alias or ARN names, or None if it names none."""
+        try:
+            return resolve_channel(channel, self.channels)
+        except CueError:
+            return None
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def load_settings(
+    *,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Settings:
+    """Merge defaults < TOML file < `MG_*` environment < command-line flags, then validate."""
+    environ = os.environ if environ is None else environ
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    path = flags.pop("config", None) or config_file or environ.get(f"{ENV_PREFIX}CONFIG")
+    values: dict[str, Any] = {}
+    if path:
+        values.update(_from_toml(Path(path)))
+    for name in _FIELDS:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and name != "channels":
+            values[name] = _convert(name, raw, source=f"{ENV_PREFIX}{name.upper()}")
+    values.update({k: v for k, v in flags.items() if k in _FIELDS})
+    if "channels" in values:
+        values["channels"] = MappingProxyType(dict(values["channels"]))
+    try:
+        return Settings(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in _FIELDS:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        if name == "channels":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError(f'config file {path}: [channels] maps alias = "ARN"')
+            values[name] = value
+        else:
+            values[name] = _check_type(name, value, source=f"config file {path}")
+    return values
+
+
+def _convert(name: str, raw: str, *, source: str) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise ConfigError(f"{source}: {raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def _check_type(name: str, value: object, *, source: str) -> object:
+    kind = _FIELDS[name].type
+    expected: tuple[type, ...] = {
+        "int": (int,),
+        "float": (int, float),
+        "bool": (bool,),
+    }.get(str(kind), (str,))
+    if (isinstance(value, bool) and kind != "bool") or not isinstance(value, expected):
+        raise ConfigError(f"{source}: {name} must be a {kind}")
+    if kind == "float" and isinstance(value, int | float):
+        return float(value)
+    return value

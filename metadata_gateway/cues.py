@@ -1,0 +1,192 @@
+"""Parsing and validating cues: a JSON object in, a `Cue` ready to queue (or a `CueError`) out."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import string
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from metadata_gateway.arn import parse_channel_arn
+from metadata_gateway.envelope import MAX_ITEM_BYTES, MAX_METADATA_BYTES, encode_item
+from metadata_gateway.errors import CueError, invalid_cue
+
+MAX_ID_LENGTH = 64
+MAX_KEY_LENGTH = 128
+MAX_TTL_MS = 24 * 3600 * 1000  # nothing in a live show should wait for longer than a day
+CUE_TYPES = ("quiz", "poll", "caption", "custom", "raw")
+DEFAULT_TTL_S = {"caption": 4.0, "poll": 10.0}
+FALLBACK_TTL_S = 30.0  # quiz, custom and raw cues
+CUE_FIELDS = frozenset({"channel", "type", "data", "id", "key", "ttl_ms", "priority"})
+
+
+class Priority(IntEnum):
+    """Lower values go first; the order of cues within one priority is their order of acceptance."""
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """A validated cue with its channel resolved to an ARN and its envelope item encoded."""
+
+    id: str
+    channel: str
+    type: str
+    item: bytes  # the cue's entry in the envelope, or the verbatim payload of a raw cue
+    key: str | None
+    ttl: float
+    priority: Priority
+    client_id: bool  # the id came from the client, so it is an idempotency key
+
+    @property
+    def raw(self) -> bool:
+        """Raw cues travel alone and verbatim, never inside the envelope."""
+        return self.type == "raw"
+
+
+def id_factory() -> Callable[[], str]:
+    """Return a generator of short ids, unique in this process and unlikely to repeat across."""
+    alphabet = string.ascii_letters + string.digits
+    prefix = "".join(secrets.choice(alphabet) for _ in range(3))
+    counter: Iterator[int] = itertools.count(1)
+    return lambda: prefix + _base36(next(counter))
+
+
+def _base36(value: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        value, rem = divmod(value, 36)
+        out = digits[rem] + out
+        if value == 0:
+            return out
+
+
+def resolve_channel(value: object, aliases: Mapping[str, str]) -> str:
+    """The channel ARN that `value` names: an ARN as given, or a configured alias."""
+    if not isinstance(value, str) or not value:
+        raise invalid_cue("channel must be a channel ARN or an alias", field="channel")
+    if parse_channel_arn(value) is not None:
+        return value
+    arn = aliases.get(value)
+    if arn is not None:
+        return arn
+    if value.startswith("arn:"):
+        raise invalid_cue(
+            "channel is not a valid IVS channel ARN (arn:aws:ivs:<region>:<account>:channel/<id>)",
+            field="channel",
+        )
+    raise CueError("unknown_channel", f"no channel is configured with alias {value!r}", status=404)
+
+
+def parse_cue(obj: object, *, aliases: Mapping[str, str], new_id: Callable[[], str]) -> Cue:
+    """Validate one cue object; raise `CueError` naming the first field that is wrong."""
+    if not isinstance(obj, dict):
+        raise invalid_cue("a cue must be a JSON object", field="")
+    unknown = obj.keys() - CUE_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise invalid_cue(f"unknown field {name!r}", field=name)
+    channel = resolve_channel(obj.get("channel"), aliases)
+    cue_type = obj.get("type")
+    if cue_type not in CUE_TYPES:
+        raise invalid_cue(f"type must be one of {', '.join(CUE_TYPES)}", field="type")
+    if "data" not in obj:
+        raise invalid_cue("data is required", field="data")
+    data = obj["data"]
+    _check_data(cue_type, data)
+    cue_id, client_id = _parse_id(obj.get("id"), new_id)
+    key = _parse_key(obj.get("key"), cue_type, data)
+    ttl = _parse_ttl(obj.get("ttl_ms"), cue_type)
+    priority = _parse_priority(obj.get("priority"))
+    item = data.encode() if cue_type == "raw" else _encode(cue_id, cue_type, data)
+    limit = MAX_METADATA_BYTES if cue_type == "raw" else MAX_ITEM_BYTES
+    if len(item) > limit:
+        size = len(item) if cue_type == "raw" else len(item) + MAX_METADATA_BYTES - limit
+        raise CueError(
+            "cue_too_large",
+            f"the cue takes {size} bytes in a PutMetadata payload; IVS allows {MAX_METADATA_BYTES}",
+            status=413,
+            size=size,
+            limit=MAX_METADATA_BYTES,
+        )
+    return Cue(
+        id=cue_id,
+        channel=channel,
+        type=cue_type,
+        item=item,
+        key=key,
+        ttl=ttl,
+        priority=priority,
+        client_id=client_id,
+    )
+
+
+def _encode(cue_id: str, cue_type: str, data: Any) -> bytes:
+    try:
+        return encode_item(cue_id, cue_type, data)
+    except TypeError as exc:  # orjson: integers beyond 64 bits, nesting deeper than 254
+        raise invalid_cue(f"data cannot be encoded: {exc}", field="data") from None
+
+
+def _check_data(cue_type: str, data: object) -> None:
+    if cue_type == "raw":
+        if not isinstance(data, str) or not data:
+            raise invalid_cue("data of a raw cue must be a non-empty string", field="data")
+        return
+    if not isinstance(data, dict):
+        raise invalid_cue(f"data of a {cue_type} cue must be an object", field="data")
+    required = {"quiz": "question_id", "poll": "poll_id", "caption": "text"}.get(cue_type)
+    if required is not None and data.get(required) in (None, ""):
+        raise invalid_cue(f"a {cue_type} cue needs data.{required}", field=f"data.{required}")
+    if cue_type == "caption":
+        if not isinstance(data["text"], str):
+            raise invalid_cue("data.text must be a string", field="data.text")
+        if not isinstance(data.get("lang", ""), str):
+            raise invalid_cue("data.lang must be a string", field="data.lang")
+        if not isinstance(data.get("final", True), bool):
+            raise invalid_cue("data.final must be true or false", field="data.final")
+
+
+def _parse_id(value: object, new_id: Callable[[], str]) -> tuple[str, bool]:
+    if value is None:
+        return new_id(), False
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise invalid_cue(f"id must be a string of 1 to {MAX_ID_LENGTH} characters", field="id")
+    return value, True
+
+
+def _parse_key(value: object, cue_type: str, data: Any) -> str | None:
+    if value is not None:
+        if not isinstance(value, str) or not 1 <= len(value) <= MAX_KEY_LENGTH:
+            raise invalid_cue(
+                f"key must be a string of 1 to {MAX_KEY_LENGTH} characters", field="key"
+            )
+        return value
+    if cue_type == "poll":
+        return f"poll:{data['poll_id']}"
+    if cue_type == "caption" and data.get("final", True) is False:
+        return f"caption:{data.get('lang') or 'default'}"
+    return None
+
+
+def _parse_ttl(value: object, cue_type: str) -> float:
+    if value is None:
+        return DEFAULT_TTL_S.get(cue_type, FALLBACK_TTL_S)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TTL_MS:
+        raise invalid_cue(f"ttl_ms must be an integer from 1 to {MAX_TTL_MS}", field="ttl_ms")
+    return value / 1000
+
+
+def _parse_priority(value: object) -> Priority:
+    if value is None:
+        return Priority.NORMAL
+    if not isinstance(value, str) or value.upper() not in Priority.__members__:
+        raise invalid_cue("priority must be high, normal or low", field="priority")
+    return Priority[value.upper()]

@@ -1,0 +1,314 @@
+"""The gateway's core: accept cues into channel queues, within bounds, and hand them to the
+schedulers of their account budgets. Framework-free: the web layer and the tests drive it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from metadata_gateway.arn import parse_channel_arn
+from metadata_gateway.backpressure import drain_wait, expiry_wait
+from metadata_gateway.channel import Channel
+from metadata_gateway.channel_queue import Batch, Pending
+from metadata_gateway.config import Settings
+from metadata_gateway.cues import Cue, id_factory, parse_cue
+from metadata_gateway.dispatcher import Dispatcher
+from metadata_gateway.errors import CueError
+from metadata_gateway.events import DeliveryListener, DropReason
+from metadata_gateway.idempotency import IdState, RecentIds
+from metadata_gateway.ivs import MetadataSink, Outcome
+from metadata_gateway.scheduler import BudgetScheduler, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+MAX_CUES_PER_REQUEST = 100
+SHUTDOWN_RETRY_AFTER_S = 5.0  # long enough for a replacement process to come up
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The answer for one submitted cue."""
+
+    id: str
+    channel: str
+    status: str  # "queued" or "duplicate"
+    type: str
+    delivered: bool | None = None  # for duplicates: was the original already sent?
+
+    def as_json(self) -> dict[str, object]:
+        """The entry of the `cues` list in a 202 answer or a WebSocket ack."""
+        body: dict[str, object] = {"id": self.id, "channel": self.channel, "status": self.status}
+        if self.delivered is not None:
+            body["delivered"] = self.delivered
+        return body
+
+
+class Gateway:
+    """Channels, their queues and budgets; `submit` in, PutMetadata calls out."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: MetadataSink,
+        clock: Callable[[], float] | None = None,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sink = sink
+        self._clock = clock
+        self._new_id = new_id or id_factory()
+        self.channels: dict[str, Channel] = {}
+        self.schedulers: dict[tuple[str, str], BudgetScheduler] = {}
+        self.dispatchers: dict[tuple[str, str], Dispatcher] = {}
+        self.listeners: list[DeliveryListener] = []
+        self.recent = RecentIds()
+        self.retry = RetryPolicy(offline_probe=settings.offline_probe_interval)
+        self.aliases = {arn: alias for alias, arn in settings.channels.items()}
+        self.total_cues = 0  # accepted and not yet sent or dropped, in flight included
+        self.total_bytes = 0
+        self.draining = False
+        self._started = False
+        self._empty = asyncio.Event()
+        self._empty.set()
+        for arn in settings.channels.values():
+            self.channel(arn)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Gateway channels={len(self.channels)} queued={self.total_cues} "
+            f"budgets={len(self.schedulers)} draining={self.draining}>"
+        )
+
+    def now(self) -> float:
+        """The gateway's clock: the event loop's, unless a test injected another."""
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    # ---- intake -------------------------------------------------------------------------
+
+    def submit(self, objs: Sequence[object], *, batch: bool = False) -> list[Accepted]:
+        """Validate and queue cues, all or none; raise `CueError` for the first problem."""
+        if self.draining:
+            raise CueError(
+                "shutting_down",
+                "the gateway is shutting down; send to another instance",
+                status=503,
+                retry_after=SHUTDOWN_RETRY_AFTER_S,
+            )
+        if len(objs) > MAX_CUES_PER_REQUEST:
+            raise CueError(
+                "invalid_cue",
+                f"at most {MAX_CUES_PER_REQUEST} cues per request, not {len(objs)}",
+                status=400,
+                field="cues",
+            )
+        now = self.now()
+        cues = [self._parse(obj, index if batch else None) for index, obj in enumerate(objs)]
+        answers: list[Accepted] = []
+        fresh: list[Cue] = []
+        seen: dict[tuple[str, str], Cue] = {}
+        for cue in cues:
+            state = self.recent.lookup(cue.channel, cue.id, now) if cue.client_id else None
+            if state is not None:
+                delivered = state is IdState.DELIVERED
+                answers.append(Accepted(cue.id, cue.channel, "duplicate", cue.type, delivered))
+            elif cue.client_id and (cue.channel, cue.id) in seen:
+                answers.append(Accepted(cue.id, cue.channel, "duplicate", cue.type, False))
+            else:
+                seen[(cue.channel, cue.id)] = cue
+                fresh.append(cue)
+                answers.append(Accepted(cue.id, cue.channel, "queued", cue.type))
+        self._check_room(fresh, now)
+        for cue in fresh:
+            self._enqueue(cue, now)
+        return answers
+
+    def _parse(self, obj: object, index: int | None) -> Cue:
+        try:
+            return parse_cue(obj, aliases=self.settings.channels, new_id=self._new_id)
+        except CueError as exc:
+            raise exc.with_index(index) if index is not None else exc from None
+
+    def _enqueue(self, cue: Cue, now: float) -> None:
+        channel = self.channel(cue.channel)
+        superseded = channel.queue.add(cue, now)
+        self.total_cues += 1
+        self.total_bytes += len(cue.item)
+        self._empty.clear()
+        if cue.client_id:
+            self.recent.set(cue.channel, cue.id, IdState.QUEUED, now)
+        if superseded is not None:
+            self.cues_dropped(cue.channel, [superseded], DropReason.SUPERSEDED, now)
+        budget = channel.arn.budget
+        self.schedulers[budget].touch(channel, now)
+        dispatcher = self.dispatchers.get(budget)
+        if dispatcher is not None:
+            dispatcher.wake()
+
+    def _check_room(self, cues: Sequence[Cue], now: float) -> None:
+        per_channel: dict[str, tuple[int, int]] = {}
+        for cue in cues:
+            count, size = per_channel.get(cue.channel, (0, 0))
+            per_channel[cue.channel] = (count + 1, size + len(cue.item))
+        for arn, (count, size) in per_channel.items():
+            channel = self.channel(arn)
+            excess_cues = len(channel.queue) + count - self.settings.channel_max_cues
+            excess_bytes = channel.queue.pending_bytes + size - self.settings.channel_max_bytes
+            if excess_cues > 0 or excess_bytes > 0:
+                wait = self._channel_wait(channel, excess_cues, excess_bytes, now)
+                raise CueError(
+                    "queue_full",
+                    f"channel {arn} has {len(channel.queue)} cues waiting, its bound; "
+                    "slow down and retry after the time given",
+                    status=429,
+                    retry_after=wait,
+                    scope="channel",
+                    channel=arn,
+                )
+        count = len(cues)
+        size = sum(len(c.item) for c in cues)
+        excess_cues = self.total_cues + count - self.settings.total_max_cues
+        excess_bytes = self.total_bytes + size - self.settings.total_max_bytes
+        if excess_cues > 0 or excess_bytes > 0:
+            budgets = max(1, len(self.schedulers))
+            average = self.total_bytes / self.total_cues if self.total_cues else 100.0
+            wait = drain_wait(
+                excess_cues=excess_cues,
+                excess_bytes=excess_bytes,
+                calls_per_s=budgets * self.settings.account_rate,
+                average_item_bytes=average,
+            )
+            raise CueError(
+                "queue_full",
+                f"the gateway holds {self.total_cues} cues, its bound; slow down",
+                status=429,
+                retry_after=wait,
+                scope="process",
+            )
+
+    def _channel_wait(
+        self, channel: Channel, excess_cues: int, excess_bytes: int, now: float
+    ) -> float:
+        queue = channel.queue
+        if channel.live is False:
+            return max(
+                expiry_wait((p.expires_at for p in queue), excess_cues, now),
+                min(channel.backoff_until - now, self.retry.offline_probe),
+            )
+        busy = sum(1 for c in self._budget_channels(channel.arn.budget) if len(c.queue))
+        calls = min(self.settings.channel_rate, self.settings.account_rate / max(1, busy))
+        average = queue.pending_bytes / len(queue) if len(queue) else 100.0
+        wait = drain_wait(
+            excess_cues=excess_cues,
+            excess_bytes=excess_bytes,
+            calls_per_s=calls,
+            average_item_bytes=average,
+        )
+        return wait + max(0.0, channel.backoff_until - now)
+
+    def _budget_channels(self, budget: tuple[str, str]) -> Iterator[Channel]:
+        return (c for c in self.channels.values() if c.arn.budget == budget)
+
+    def channel(self, arn: str) -> Channel:
+        """The channel with this ARN, created on first use."""
+        channel = self.channels.get(arn)
+        if channel is not None:
+            return channel
+        parsed = parse_channel_arn(arn)
+        if parsed is None:
+            raise ValueError(f"not a channel ARN: {arn!r}")
+        channel = Channel(
+            parsed, rate=self.settings.channel_rate, margin=self.settings.window_margin
+        )
+        self.channels[arn] = channel
+        if parsed.budget not in self.schedulers:
+            self._add_budget(parsed.budget)
+        return channel
+
+    def _add_budget(self, budget: tuple[str, str]) -> None:
+        self.schedulers[budget] = BudgetScheduler(
+            account_rate=self.settings.account_rate,
+            listener=self,
+            margin=self.settings.window_margin,
+            retry=self.retry,
+        )
+        if self._started:
+            self._start_dispatcher(budget)
+
+    # ---- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start a dispatcher for every account budget known now, and for each new one later."""
+        self._started = True
+        for budget in self.schedulers:
+            self._start_dispatcher(budget)
+
+    def _start_dispatcher(self, budget: tuple[str, str]) -> None:
+        region = budget[0]
+        dispatcher = Dispatcher(
+            self.schedulers[budget], self._sink, region=region, timeout=self.settings.ivs_timeout
+        )
+        self.dispatchers[budget] = dispatcher
+        dispatcher.start()
+
+    async def drain(self, seconds: float) -> int:
+        """Refuse new cues, send what is queued for up to `seconds`; return how many remain."""
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._empty.wait()
+        return self.total_cues
+
+    async def close(self) -> None:
+        """Stop sending; cues still queued are dropped with reason `shutdown` and logged."""
+        self.draining = True
+        dispatchers = list(self.dispatchers.values())
+        self.dispatchers.clear()
+        for dispatcher in dispatchers:
+            await dispatcher.close()
+        now = self.now()
+        dropped = 0
+        for budget, scheduler in self.schedulers.items():
+            dropped += scheduler.drop_all(
+                list(self._budget_channels(budget)), DropReason.SHUTDOWN, now
+            )
+        if dropped:
+            log.warning(
+                "dropped cues that could not be sent before shutdown", extra={"cues": dropped}
+            )
+
+    # ---- DeliveryListener: keep the books, then tell the other listeners ------------------
+
+    def cues_sent(self, channel: str, cues: Sequence[Pending], now: float) -> None:
+        """Mark ids delivered and release the cues' room."""
+        for pending in cues:
+            if pending.cue.client_id:
+                self.recent.set(channel, pending.cue.id, IdState.DELIVERED, now)
+        self._release(cues)
+        for listener in self.listeners:
+            listener.cues_sent(channel, cues, now)
+
+    def cues_dropped(
+        self, channel: str, cues: Sequence[Pending], reason: DropReason, now: float
+    ) -> None:
+        """Forget the ids (a dropped cue may be sent again) and release the cues' room."""
+        for pending in cues:
+            if pending.cue.client_id:
+                self.recent.forget(channel, pending.cue.id)
+        self._release(cues)
+        for listener in self.listeners:
+            listener.cues_dropped(channel, cues, reason, now)
+
+    def call_finished(self, batch: Batch, outcome: Outcome, duration: float) -> None:
+        """Pass the call's outcome on."""
+        for listener in self.listeners:
+            listener.call_finished(batch, outcome, duration)
+
+    def _release(self, cues: Sequence[Pending]) -> None:
+        self.total_cues -= len(cues)
+        self.total_bytes -= sum(p.size for p in cues)
+        if self.total_cues == 0:
+            self._empty.set()

@@ -1,0 +1,167 @@
+"""The HTTP API: cues in, channel state and health out. aiohttp lives here and in app.py."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from aiohttp import web
+
+from metadata_gateway.appkeys import GATEWAY, METRICS
+from metadata_gateway.channel import Channel
+from metadata_gateway.errors import CueError
+from metadata_gateway.gateway import Gateway
+from metadata_gateway.ingress import decode_json, reject, submit_document
+from metadata_gateway.metrics import CONTENT_TYPE
+
+routes = web.RouteTableDef()
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def json_response(
+    body: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A response with an orjson-encoded body."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(error: CueError) -> web.Response:
+    """The response for a refused request, with `Retry-After` where waiting helps."""
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return json_response({"error": error.body()}, status=error.status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error, ours or aiohttp's (404, 405, 413), answers with the same JSON shape."""
+    try:
+        return await handler(request)
+    except CueError as exc:
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(CueError("body_too_large", exc.text or "", status=413))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return json_response(
+            {"error": {"code": code, "message": exc.reason}},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+        )
+
+
+@routes.post("/v1/cues")
+async def post_cues(request: web.Request) -> web.Response:
+    """Accept one cue or a batch of up to 100, all or none."""
+    metrics = request.app[METRICS]
+    limit = request.app[GATEWAY].settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise reject(metrics, _body_too_large(request.content_length, limit))
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise reject(metrics, _body_too_large(None, limit)) from None
+    try:
+        document = decode_json(body)
+    except CueError as exc:
+        raise reject(metrics, exc) from None
+    answers = submit_document(request.app[GATEWAY], metrics, document)
+    return json_response({"cues": [a.as_json() for a in answers]}, status=202)
+
+
+def _body_too_large(size: int | None, limit: int) -> CueError:
+    return CueError(
+        "body_too_large",
+        f"the request body exceeds {limit} bytes; send fewer cues per request",
+        status=413,
+        limit=limit,
+        **({"size": size} if size is not None else {}),
+    )
+
+
+def channel_json(gateway: Gateway, channel: Channel) -> dict[str, Any]:
+    """One channel as the API shows it."""
+    return {
+        "channel": channel.arn.arn,
+        "alias": gateway.aliases.get(channel.arn.arn),
+        "pending": len(channel.queue),
+        "pending_bytes": channel.queue.pending_bytes,
+        "live": channel.live,
+        "sent_requests": channel.sent_requests,
+        "delivered_cues": channel.delivered_cues,
+        "last_error": channel.last_error,
+    }
+
+
+@routes.get("/v1/channels")
+async def list_channels(request: web.Request) -> web.Response:
+    """Channels in the order the gateway met them (configured aliases first), a page at a time."""
+    gateway = request.app[GATEWAY]
+    try:
+        limit = int(request.query.get("limit", DEFAULT_PAGE))
+        start = int(request.query.get("cursor", 0))
+    except ValueError:
+        raise CueError("invalid_request", "limit and cursor must be integers", status=400) from None
+    if not 1 <= limit <= MAX_PAGE or start < 0:
+        raise CueError("invalid_request", f"limit must be 1-{MAX_PAGE} and cursor >= 0", status=400)
+    channels = list(gateway.channels.values())
+    page = channels[start : start + limit]
+    following = start + limit if start + limit < len(channels) else None
+    return json_response(
+        {
+            "channels": [channel_json(gateway, c) for c in page],
+            "next_cursor": str(following) if following is not None else None,
+        }
+    )
+
+
+@routes.get("/v1/channels/{channel:.+}")
+async def get_channel(request: web.Request) -> web.Response:
+    """One channel, by alias or (URL-encoded) ARN."""
+    gateway = request.app[GATEWAY]
+    name = unquote(request.match_info["channel"])
+    arn = gateway.settings.resolve(name)
+    if arn is None:
+        if name.startswith("arn:"):
+            raise CueError("invalid_channel", f"{name!r} is not an IVS channel ARN", status=400)
+        raise CueError(
+            "unknown_channel", f"no channel is configured with alias {name!r}", status=404
+        )
+    channel = gateway.channels.get(arn)
+    if channel is None:  # a valid ARN the gateway has not met: all zeros, and nothing created
+        return json_response(channel_json(gateway, Channel.blank(arn)))
+    return json_response(channel_json(gateway, channel))
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and its event loop answers."""
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to accept cues; 503 while draining for shutdown."""
+    if request.app[GATEWAY].draining:
+        return json_response({"status": "draining"}, status=503)
+    return json_response({"status": "ready"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    body = request.app[METRICS].render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response

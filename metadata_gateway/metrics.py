@@ -1,0 +1,143 @@
+"""Prometheus metrics: bounded labels only (10k channels as labels would be ~200k series)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from metadata_gateway.channel_queue import Batch, Pending
+from metadata_gateway.events import DropReason
+from metadata_gateway.gateway import Gateway
+from metadata_gateway.ivs import Outcome
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_NS = "metadata_gateway"
+
+
+class Metrics:
+    """The gateway's metrics in their own registry; also a `DeliveryListener`."""
+
+    def __init__(self, gateway: Gateway, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            f"{_NS}_cues_received",
+            "Valid cues answered 202 (queued or duplicate).",
+            ["type"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            f"{_NS}_cues_duplicate", "Cues answered duplicate by their idempotency id.", registry=r
+        )
+        self.rejected = Counter(
+            f"{_NS}_cues_rejected",
+            "Cues refused at the door, by error code.",
+            ["reason"],
+            registry=r,
+        )
+        self.delivered = Counter(
+            f"{_NS}_cues_delivered",
+            "Cues in a PutMetadata that IVS accepted.",
+            ["type"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            f"{_NS}_cues_dropped",
+            "Accepted cues that were never delivered.",
+            ["reason"],
+            registry=r,
+        )
+        self.requests = Counter(
+            f"{_NS}_put_metadata_requests",
+            "PutMetadata calls, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.payload_bytes = Histogram(
+            f"{_NS}_put_metadata_payload_bytes",
+            "Bytes of each PutMetadata payload (IVS allows 1024).",
+            buckets=(64, 128, 256, 512, 768, 896, 960, 1000, 1024),
+            registry=r,
+        )
+        self.cues_per_request = Histogram(
+            f"{_NS}_cues_per_request",
+            "Cues carried by each PutMetadata call.",
+            buckets=(1, 2, 3, 5, 8, 13, 21, 34, 55, 89),
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            f"{_NS}_cue_delivery_seconds",
+            "From accepting a cue to IVS's 2xx for the call that carried it.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            f"{_NS}_put_metadata_duration_seconds",
+            "Duration of each PutMetadata call.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        queued = Gauge(
+            f"{_NS}_queued_cues", "Cues accepted and not yet sent or dropped.", registry=r
+        )
+        queued.set_function(lambda: gateway.total_cues)
+        queued_bytes = Gauge(f"{_NS}_queued_bytes", "Bytes of the queued cues.", registry=r)
+        queued_bytes.set_function(lambda: gateway.total_bytes)
+        active = Gauge(
+            f"{_NS}_channels_active", "Channels with cues waiting or in flight.", registry=r
+        )
+        active.set_function(lambda: sum(1 for c in gateway.channels.values() if len(c.queue)))
+        known = Gauge(f"{_NS}_channels_known", "Channels the gateway has seen.", registry=r)
+        known.set_function(lambda: len(gateway.channels))
+        offline = Gauge(
+            f"{_NS}_channels_offline", "Channels IVS last said are not broadcasting.", registry=r
+        )
+        offline.set_function(lambda: sum(1 for c in gateway.channels.values() if c.live is False))
+        self.account_calls = Gauge(
+            f"{_NS}_account_budget_calls",
+            "PutMetadata calls that count against the busiest account budget right now.",
+            registry=r,
+        )
+        self.account_calls.set_function(
+            lambda: max(
+                (s.limiter.recent_calls(gateway.now()) for s in gateway.schedulers.values()),
+                default=0,
+            )
+        )
+        limit = Gauge(
+            f"{_NS}_account_budget_limit", "Calls per second allowed per account.", registry=r
+        )
+        limit.set(gateway.settings.account_rate)
+        self.draining = Gauge(
+            f"{_NS}_draining", "1 while the gateway drains for shutdown.", registry=r
+        )
+        self.draining.set_function(lambda: int(gateway.draining))
+        for outcome in Outcome:
+            self.requests.labels(outcome.value)
+        for reason in DropReason:
+            self.dropped.labels(reason.value)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+    def cues_sent(self, channel: str, cues: Sequence[Pending], now: float) -> None:
+        """Count delivered cues and their accept-to-delivery time."""
+        for pending in cues:
+            self.delivered.labels(pending.cue.type).inc()
+            self.delivery_seconds.observe(now - pending.accepted_at)
+
+    def cues_dropped(
+        self, channel: str, cues: Sequence[Pending], reason: DropReason, now: float
+    ) -> None:
+        """Count dropped cues by reason."""
+        self.dropped.labels(reason.value).inc(len(cues))
+
+    def call_finished(self, batch: Batch, outcome: Outcome, duration: float) -> None:
+        """Count the call and observe its size and duration."""
+        self.requests.labels(outcome.value).inc()
+        self.request_seconds.observe(duration)
+        self.payload_bytes.observe(len(batch.payload))
+        self.cues_per_request.observe(len(batch.cues))

@@ -1,0 +1,115 @@
+"""PutMetadata through aiobotocore: one long-lived client per region, retries left to us."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
+
+from metadata_gateway.ivs import ERROR_OUTCOMES, IvsCallError, Outcome
+
+MAX_POOL_CONNECTIONS = 256  # 155 calls/s at up to ~1 s each must not queue for a connection
+
+
+class IvsSender:
+    """A `MetadataSink` that calls Amazon IVS (or the local IVS at `endpoint_url`)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        timeout: float = 5.0,
+        credentials: tuple[str, str] | None = None,
+        session: AioSession | None = None,
+    ) -> None:
+        self._endpoint_url = endpoint_url
+        self._credentials = credentials
+        self._session = session or get_session()
+        # aiobotocore's default (legacy) mode retries a 429 up to 4 more times on its own,
+        # spending budget behind the scheduler's back: one attempt, and the scheduler decides.
+        self._config = AioConfig(
+            retries={"total_max_attempts": 1},
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            max_pool_connections=MAX_POOL_CONNECTIONS,
+        )
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<IvsSender endpoint={self._endpoint_url or 'aws'} regions={list(self._clients)}>"
+
+    async def __aenter__(self) -> IvsSender:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every client."""
+        self._clients.clear()
+        await self._stack.aclose()
+
+    async def client(self, region: str) -> Any:
+        """The region's IVS client, created on first use and kept."""
+        client = self._clients.get(region)
+        if client is not None:
+            return client
+        async with self._lock:
+            return await self._create_client(region)
+
+    async def _create_client(self, region: str) -> Any:
+        client = self._clients.get(region)
+        if client is None:
+            kwargs: dict[str, Any] = {"region_name": region, "config": self._config}
+            if self._endpoint_url:
+                kwargs["endpoint_url"] = self._endpoint_url
+            if self._credentials:
+                kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = self._credentials
+            client = await self._stack.enter_async_context(
+                self._session.create_client("ivs", **kwargs)
+            )
+            self._clients[region] = client
+        return client
+
+    async def put_metadata(self, *, region: str, channel_arn: str, metadata: str) -> None:
+        """Send one payload; raise `IvsCallError` with the outcome on any failure."""
+        client = await self.client(region)
+        try:
+            await client.put_metadata(channelArn=channel_arn, metadata=metadata)
+        except ClientError as exc:
+            raise _classify(exc) from None
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            raise IvsCallError(Outcome.TIMEOUT, str(exc)) from None
+        except (EndpointConnectionError, ConnectionClosedError, HTTPClientError) as exc:
+            raise IvsCallError(Outcome.CONNECTION_ERROR, str(exc)) from None
+
+
+def _classify(exc: ClientError) -> IvsCallError:
+    response: dict[str, Any] = exc.response
+    name = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    # IVS puts its text in `exceptionMessage`, which botocore leaves outside Error.Message.
+    message = str(response.get("exceptionMessage") or response.get("Error", {}).get("Message", ""))
+    outcome = ERROR_OUTCOMES.get(name)
+    if outcome is None:
+        outcome = Outcome.SERVER_ERROR if status >= 500 else Outcome.CLIENT_ERROR
+    return IvsCallError(outcome, f"{name}: {message}" if message else name, error_name=name)

@@ -1,0 +1,103 @@
+"""Running the gateway as a process: start, serve, drain on SIGTERM, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import signal
+
+from aiohttp import web
+
+from metadata_gateway.app import create_app
+from metadata_gateway.appkeys import GATEWAY
+from metadata_gateway.config import Settings
+from metadata_gateway.sender import IvsSender
+
+log = logging.getLogger(__name__)
+
+LOCAL_CREDENTIALS = ("local", "local")  # the local IVS accepts any; never real ones
+DEMO_ALIAS = "demo"
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or `stop`), then drain and close everything in order."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        sender = None
+        if settings.local_ivs:
+            settings, sender = await _start_local_ivs(settings, stack)
+        app = create_app(settings, sink=sender)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        url = _site_url(runner, settings.host)
+        log.info("gateway listening", extra={"url": url, "region": settings.region})
+        if settings.local_ivs:
+            _log_demo(url)
+        await stop.wait()
+        gateway = app[GATEWAY]
+        log.info(
+            "draining", extra={"queued": gateway.total_cues, "deadline_s": settings.drain_timeout}
+        )
+        left = await gateway.drain(settings.drain_timeout)
+        log.info("drained", extra={"left": left})
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)
+
+
+async def _start_local_ivs(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[Settings, IvsSender]:
+    # Imported here: only --local-ivs needs the local IVS loaded.
+    from metadata_gateway.local_ivs import LocalIvs, LocalIvsSettings
+
+    ivs = await stack.enter_async_context(
+        LocalIvs(
+            LocalIvsSettings(
+                host="127.0.0.1",
+                port=settings.local_ivs_port,
+                region=settings.region,
+                channel_rate=settings.channel_rate,
+                account_rate=settings.account_rate,
+            )
+        )
+    )
+    created = ivs.state.create_channel(name=DEMO_ALIAS)
+    arn = created["channel"]["arn"]
+    ivs.state.start_stream(arn)
+    log.info("local IVS listening", extra={"url": ivs.url, "demo_channel": arn})
+    sender = await stack.enter_async_context(
+        IvsSender(endpoint_url=ivs.url, timeout=settings.ivs_timeout, credentials=LOCAL_CREDENTIALS)
+    )
+    await sender.client(settings.region)  # load the service model now, not on the first cue
+    channels = {**settings.channels, DEMO_ALIAS: arn}
+    return settings.with_changes(endpoint_url=ivs.url, channels=channels), sender
+
+
+def _site_url(runner: web.AppRunner, host: str) -> str:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return f"http://{address[0]}:{address[1]}"
+    return f"http://{host}"
+
+
+def _log_demo(url: str) -> None:
+    cue = '{"channel":"demo","type":"quiz","data":{"question_id":"q1","text":"2+2?"}}'
+    curl = (
+        f"curl -s -X POST {url}/v1/cues -H 'Content-Type: application/json' -d {shlex.quote(cue)}"
+    )
+    log.info("try it", extra={"curl": curl, "viewer_events": "GET <local IVS>/_local/metadata"})
+    print(f"\n  Post a cue:\n    {curl}\n", flush=True)
+
+
+def run(settings: Settings) -> int:
+    """Run the gateway process to completion; returns its exit code."""
+    asyncio.run(serve(settings))
+    return 0

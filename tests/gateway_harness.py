@@ -1,0 +1,95 @@
+"""A gateway on a real socket, pointed at a local IVS, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from metadata_gateway.app import create_app
+from metadata_gateway.appkeys import GATEWAY
+from metadata_gateway.config import Settings
+from metadata_gateway.gateway import Gateway
+from metadata_gateway.local_ivs import LocalIvs
+from metadata_gateway.sender import IvsSender
+
+
+@dataclass
+class RunningGateway:
+    """A started gateway: its URL, its app, an HTTP session to it, and the local IVS behind it."""
+
+    url: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    ivs: LocalIvs
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    async def post(self, body: Any) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+        async with self.http.post(f"{self.url}/v1/cues", json=body) as response:
+            return response.status, await response.json(), response.headers
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(f"{self.url}{path}") as response:
+            return response.status, await response.json(content_type=None)
+
+    async def metrics(self) -> str:
+        async with self.http.get(f"{self.url}/metrics") as response:
+            return await response.text()
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, every: float = 0.02
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(every)
+
+
+def new_channel(ivs: LocalIvs, name: str, *, live: bool = True) -> str:
+    """Create a channel at the local IVS (and start its stream); return its ARN."""
+    arn: str = ivs.state.create_channel(name=name)["channel"]["arn"]
+    if live:
+        ivs.state.start_stream(arn)
+    return arn
+
+
+@asynccontextmanager
+async def running_gateway(ivs: LocalIvs, **overrides: Any) -> AsyncIterator[RunningGateway]:
+    """Start a gateway on 127.0.0.1 (any free port) sending to `ivs`."""
+    settings = Settings(endpoint_url=ivs.url, **{"offline_probe_interval": 0.3, **overrides})
+    async with IvsSender(
+        endpoint_url=ivs.url, timeout=settings.ivs_timeout, credentials=("test", "test")
+    ) as sender:
+        await sender.client(settings.region)
+        app = create_app(settings, sink=sender)
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            async with aiohttp.ClientSession() as http:
+                yield RunningGateway(f"http://{host}:{port}", app, http, ivs)
+        finally:
+            await runner.cleanup()
+
+
+def max_calls_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most timestamps that fall in any half-open window of `window` seconds."""
+    times = sorted(times)
+    worst, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        worst = max(worst, i - j + 1)
+    return worst
