@@ -6,13 +6,16 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from metadata_gateway.appkeys import GATEWAY, METRICS
+from metadata_gateway.appkeys import GATEWAY, METRICS, RECEIPTS, WS_HUB
 from metadata_gateway.config import Settings
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.http_api import errors_middleware, routes
 from metadata_gateway.ivs import MetadataSink
 from metadata_gateway.metrics import Metrics
+from metadata_gateway.receipts import ReceiptRouter
 from metadata_gateway.sender import IvsSender
+from metadata_gateway.ws_api import websocket_handler
+from metadata_gateway.ws_session import WsHub
 
 
 def create_app(
@@ -25,6 +28,7 @@ def create_app(
     # The body limit is checked by the handler, which answers with our JSON error.
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors_middleware])
     app.add_routes(routes)
+    app.router.add_get("/v1/ws", websocket_handler)
 
     async def gateway_context(app: web.Application) -> AsyncIterator[None]:
         sender: IvsSender | None = None
@@ -38,13 +42,18 @@ def create_app(
             target = sink
         gateway = Gateway(settings, sink=target, clock=clock)
         metrics = Metrics(gateway)
-        gateway.listeners.append(metrics)
+        receipts = ReceiptRouter()
+        hub = WsHub()
+        gateway.listeners += [metrics, receipts]
         app[GATEWAY] = gateway
         app[METRICS] = metrics
+        app[RECEIPTS] = receipts
+        app[WS_HUB] = hub
         gateway.start()
         try:
             yield
         finally:
+            await hub.close_all()
             await gateway.close()
             if sender is not None:
                 await sender.close()

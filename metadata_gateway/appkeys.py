@@ -6,6 +6,10 @@ from aiohttp import web
 
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.metrics import Metrics
+from metadata_gateway.receipts import ReceiptRouter
+from metadata_gateway.ws_session import WsHub
 
 GATEWAY = web.AppKey("gateway", Gateway)
 METRICS = web.AppKey("metrics", Metrics)
+RECEIPTS = web.AppKey("receipts", ReceiptRouter)
+WS_HUB = web.AppKey("ws_hub", WsHub)

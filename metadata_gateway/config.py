@@ -43,6 +43,9 @@ class Settings:
     total_max_bytes: int = 64 * 1024 * 1024
     max_body_bytes: int = 256 * 1024
     drain_timeout: float = 10.0
+    ws_max_in_flight: int = 1_000
+    ws_heartbeat: float = 20.0
+    ws_outbound_max_bytes: int = 1024 * 1024
     ivs_timeout: float = 5.0
     offline_probe_interval: float = 3.0
     window_margin: float = 0.002
@@ -72,10 +75,12 @@ class Settings:
             "total_max_cues",
             "total_max_bytes",
             "max_body_bytes",
+            "ws_max_in_flight",
+            "ws_outbound_max_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        for name in ("drain_timeout", "ivs_timeout", "offline_probe_interval"):
+        for name in ("drain_timeout", "ivs_timeout", "offline_probe_interval", "ws_heartbeat"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be greater than 0")
         if self.window_margin < 0:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from metadata_gateway.arn import parse_channel_arn
-from metadata_gateway.backpressure import drain_wait, expiry_wait
+from metadata_gateway.backpressure import MIN_RETRY_AFTER_S, drain_wait, expiry_wait
 from metadata_gateway.channel import Channel
 from metadata_gateway.channel_queue import Batch, Pending
 from metadata_gateway.config import Settings
@@ -198,16 +198,32 @@ class Gateway:
                 expiry_wait((p.expires_at for p in queue), excess_cues, now),
                 min(channel.backoff_until - now, self.retry.offline_probe),
             )
-        busy = sum(1 for c in self._budget_channels(channel.arn.budget) if len(c.queue))
-        calls = min(self.settings.channel_rate, self.settings.account_rate / max(1, busy))
         average = queue.pending_bytes / len(queue) if len(queue) else 100.0
         wait = drain_wait(
             excess_cues=excess_cues,
             excess_bytes=excess_bytes,
-            calls_per_s=calls,
+            calls_per_s=self._calls_per_s(channel),
             average_item_bytes=average,
         )
         return wait + max(0.0, channel.backoff_until - now)
+
+    def _calls_per_s(self, channel: Channel) -> float:
+        """The share of calls this channel gets while its account's busy channels take turns."""
+        busy = sum(1 for c in self._budget_channels(channel.arn.budget) if len(c.queue))
+        return min(self.settings.channel_rate, self.settings.account_rate / max(1, busy))
+
+    def in_flight_wait(self, keys: Iterable[tuple[str, str]], excess: int) -> float:
+        """Seconds until `excess` of these (channel, id) cues have been sent or dropped."""
+        now = self.now()
+        counts: dict[str, int] = {}
+        for arn, _ in keys:
+            counts[arn] = counts.get(arn, 0) + 1
+        waits = [
+            self._channel_wait(self.channels[arn], min(excess, n), 0, now)
+            for arn, n in counts.items()
+            if arn in self.channels
+        ]
+        return min(waits, default=MIN_RETRY_AFTER_S)
 
     def _budget_channels(self, budget: tuple[str, str]) -> Iterator[Channel]:
         return (c for c in self.channels.values() if c.arn.budget == budget)

@@ -114,6 +114,18 @@ class Metrics:
             f"{_NS}_draining", "1 while the gateway drains for shutdown.", registry=r
         )
         self.draining.set_function(lambda: int(gateway.draining))
+        self.ws_connections = Gauge(f"{_NS}_ws_connections", "Open WebSocket sessions.", registry=r)
+        self.ws_messages = Counter(
+            f"{_NS}_ws_messages",
+            "WebSocket frames, by direction (in, out).",
+            ["direction"],
+            registry=r,
+        )
+        self.ws_disconnects = Counter(
+            f"{_NS}_ws_disconnects", "WebSocket sessions ended, by reason.", ["reason"], registry=r
+        )
+        for direction in ("in", "out"):
+            self.ws_messages.labels(direction)
         for outcome in Outcome:
             self.requests.labels(outcome.value)
         for reason in DropReason:

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from metadata_gateway.app import create_app
-from metadata_gateway.appkeys import GATEWAY
+from metadata_gateway.appkeys import GATEWAY, METRICS
 from metadata_gateway.config import Settings
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.local_ivs import LocalIvs
@@ -40,6 +40,10 @@ class RunningGateway:
     async def get(self, path: str) -> tuple[int, Any]:
         async with self.http.get(f"{self.url}{path}") as response:
             return response.status, await response.json(content_type=None)
+
+    def app_metrics_text(self) -> str:
+        """The metrics as the app renders them, without a request."""
+        return self.app[METRICS].render().decode()
 
     async def metrics(self) -> str:
         async with self.http.get(f"{self.url}/metrics") as response:

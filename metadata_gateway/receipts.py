@@ -1,0 +1,77 @@
+"""Delivery receipts: which connection wants to hear what became of which cue."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from metadata_gateway.channel_queue import Batch, Pending
+from metadata_gateway.events import DropReason
+from metadata_gateway.ivs import Outcome
+
+
+class ReceiptSubscriber(Protocol):
+    """A connection that submitted cues and wants `sent` / `dropped` messages for them."""
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Queue one receipt for sending; must not block."""
+
+    def settled(self, channel: str, cue_id: str) -> None:
+        """The cue left the gateway (sent or dropped): it no longer counts as in flight."""
+
+
+class ReceiptRouter:
+    """A `DeliveryListener` that turns cue outcomes into receipts for their submitters."""
+
+    def __init__(self, *, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall_clock = wall_clock
+        self._waiting: dict[tuple[str, str], list[ReceiptSubscriber]] = {}
+
+    def __repr__(self) -> str:
+        return f"<ReceiptRouter waiting={len(self._waiting)}>"
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def subscribe(self, channel: str, cue_id: str, subscriber: ReceiptSubscriber) -> None:
+        """Send `subscriber` the receipt of this cue."""
+        subscribers = self._waiting.setdefault((channel, cue_id), [])
+        if subscriber not in subscribers:
+            subscribers.append(subscriber)
+
+    def unsubscribe_all(
+        self, subscriber: ReceiptSubscriber, keys: Sequence[tuple[str, str]]
+    ) -> None:
+        """Forget a closed connection's subscriptions."""
+        for key in keys:
+            subscribers = self._waiting.get(key)
+            if subscribers and subscriber in subscribers:
+                subscribers.remove(subscriber)
+                if not subscribers:
+                    del self._waiting[key]
+
+    def cues_sent(self, channel: str, cues: Sequence[Pending], now: float) -> None:
+        """Tell each submitter which of its cues this call carried, and when IVS answered."""
+        at = round(self._wall_clock(), 6)
+        self._notify(channel, cues, {"op": "sent", "channel": channel, "at": at})
+
+    def cues_dropped(
+        self, channel: str, cues: Sequence[Pending], reason: DropReason, now: float
+    ) -> None:
+        """Tell each submitter which of its cues were dropped, and why."""
+        self._notify(channel, cues, {"op": "dropped", "channel": channel, "reason": reason.value})
+
+    def call_finished(self, batch: Batch, outcome: Outcome, duration: float) -> None:
+        """Calls themselves are not receipted."""
+
+    def _notify(self, channel: str, cues: Sequence[Pending], base: dict[str, Any]) -> None:
+        groups: dict[int, tuple[ReceiptSubscriber, list[str]]] = {}
+        for pending in cues:
+            subscribers = self._waiting.pop((channel, pending.cue.id), None)
+            for subscriber in subscribers or ():
+                groups.setdefault(id(subscriber), (subscriber, []))[1].append(pending.cue.id)
+        for subscriber, ids in groups.values():
+            for cue_id in ids:
+                subscriber.settled(channel, cue_id)
+            subscriber.deliver({**base, "ids": ids})

@@ -1,0 +1,215 @@
+"""One WebSocket session: cues in with acks, receipts out, bounded both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from metadata_gateway.errors import CueError
+from metadata_gateway.gateway import Gateway
+from metadata_gateway.ingress import decode_json, reject, submit_document
+from metadata_gateway.metrics import Metrics
+from metadata_gateway.receipts import ReceiptRouter
+
+log = logging.getLogger(__name__)
+
+FRAME_HARD_LIMIT_FACTOR = 4  # frames up to 4x the body limit get a nack; beyond, close 1009
+CLOSE_TIMEOUT_S = 2.0
+
+
+class WsSession:
+    """One WebSocket connection: its cues in flight and its outbound queue."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        *,
+        transport: asyncio.Transport | None,
+        gateway: Gateway,
+        metrics: Metrics,
+        router: ReceiptRouter,
+        max_in_flight: int,
+        outbound_max_bytes: int,
+    ) -> None:
+        self.ws = ws
+        self._transport = transport
+        self._gateway = gateway
+        self._metrics = metrics
+        self._router = router
+        self._max_in_flight = max_in_flight
+        self._outbound_max = outbound_max_bytes
+        self.in_flight: set[tuple[str, str]] = set()
+        self._out: deque[bytes] = deque()
+        self._out_bytes = 0
+        self._ready = asyncio.Event()
+        self.close_reason: str | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<WsSession in_flight={len(self.in_flight)} outbound={self._out_bytes}B "
+            f"closing={self.close_reason}>"
+        )
+
+    # ---- outbound -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the task that writes queued messages to the socket."""
+        self._writer = asyncio.create_task(self._write(), name="ws-writer")
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message; a peer that lets too much pile up is disconnected."""
+        if self.close_reason is not None:
+            return
+        data = orjson.dumps(message)
+        self._out.append(data)
+        self._out_bytes += len(data)
+        self._ready.set()
+        if self._out_bytes + self._transport_backlog() > self._outbound_max:
+            self.close_reason = "slow_consumer"
+            self._ready.set()
+
+    deliver = send  # ReceiptSubscriber
+
+    def settled(self, channel: str, cue_id: str) -> None:
+        """A cue of this connection was sent or dropped."""
+        self.in_flight.discard((channel, cue_id))
+
+    def _transport_backlog(self) -> int:
+        transport = self._transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    async def _write(self) -> None:
+        ws = self.ws
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            if self.close_reason == "slow_consumer":
+                await self._close(WSCloseCode.POLICY_VIOLATION, "receipts not read fast enough")
+                return
+            while self._out and self.close_reason is None:
+                data = self._out.popleft()
+                self._out_bytes -= len(data)
+                await ws.send_frame(data, WSMsgType.TEXT)
+                self._metrics.ws_messages.labels("out").inc()
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.ws.close(code=code, message=reason.encode())
+        except TimeoutError:
+            # The peer reads nothing, not even a close frame: drop the connection.
+            if self._transport is not None:
+                self._transport.abort()
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with `code` after flushing what is queued (used at shutdown)."""
+        self.close_reason = self.close_reason or reason
+        if self._writer is not None:
+            self._ready.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                self._writer.cancel()
+                await self._writer
+        await self._close(code, reason)
+
+    async def stop_writer(self) -> None:
+        """Cancel the writer task and wait for it."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    # ---- inbound ------------------------------------------------------------------------
+
+    def handle(self, text: str | bytes) -> None:
+        """Answer one frame with an ack or a nack; never raises for bad input."""
+        self._metrics.ws_messages.labels("in").inc()
+        ref: Any = None
+        try:
+            frame = decode_json(text)
+            if not isinstance(frame, dict):
+                raise CueError("invalid_json", "a frame must be a JSON object", status=400)
+            ref = frame.get("ref")
+            document, count = _document(frame)
+            self._check_in_flight(count)
+        except CueError as exc:
+            reject(self._metrics, exc)
+            self.send({"op": "nack", "ref": ref, "error": exc.body()})
+            return
+        try:
+            answers = submit_document(self._gateway, self._metrics, document)
+        except CueError as exc:  # already counted by submit_document
+            self.send({"op": "nack", "ref": ref, "error": exc.body()})
+            return
+        entries = []
+        for answer in answers:
+            if answer.status == "queued" or answer.delivered is False:
+                self.in_flight.add((answer.channel, answer.id))
+                self._router.subscribe(answer.channel, answer.id, self)
+            entries.append(answer.as_json())
+        self.send({"op": "ack", "ref": ref, "cues": entries})
+
+    def reject_oversized(self, size: int, limit: int) -> None:
+        """Nack a frame over the body limit (not parsed, so no ref)."""
+        error = CueError(
+            "body_too_large",
+            f"the frame exceeds {limit} bytes; send fewer cues per frame",
+            status=413,
+            size=size,
+            limit=limit,
+        )
+        reject(self._metrics, error)
+        self.send({"op": "nack", "ref": None, "error": error.body()})
+
+    def _check_in_flight(self, count: int) -> None:
+        excess = len(self.in_flight) + count - self._max_in_flight
+        if excess > 0:
+            raise CueError(
+                "queue_full",
+                f"this connection has {len(self.in_flight)} cues in flight, its bound; "
+                "wait for receipts",
+                status=429,
+                retry_after=self._gateway.in_flight_wait(self.in_flight, excess),
+                scope="connection",
+            )
+
+    def forget(self) -> None:
+        """Drop every subscription of this connection."""
+        self._router.unsubscribe_all(self, list(self.in_flight))
+        self.in_flight.clear()
+
+
+def _document(frame: dict[str, Any]) -> tuple[Any, int]:
+    """The cue document a frame carries, and how many cues it holds."""
+    op = frame.get("op")
+    if op == "cue":
+        return {k: v for k, v in frame.items() if k not in ("op", "ref")}, 1
+    if op == "cues":
+        cues = frame.get("cues")
+        return {"cues": cues}, len(cues) if isinstance(cues, list) else 1
+    raise CueError("invalid_op", "op must be cue or cues", status=400, field="op")
+
+
+class WsHub:
+    """The open WebSocket sessions, so that shutdown can close each with a frame."""
+
+    def __init__(self) -> None:
+        self.sessions: set[WsSession] = set()
+
+    def __repr__(self) -> str:
+        return f"<WsHub sessions={len(self.sessions)}>"
+
+    async def close_all(self) -> None:
+        """Close every session with 1001 (going away), flushing receipts first."""
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.close_reason = session.close_reason or "shutdown"
+        await asyncio.gather(
+            *(s.close(WSCloseCode.GOING_AWAY, "server shutting down") for s in sessions)
+        )
