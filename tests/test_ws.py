@@ -21,7 +21,10 @@ async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> 
 
 
 async def connect(gw: RunningGateway) -> aiohttp.ClientWebSocketResponse:
-    return await gw.http.ws_connect(f"{gw.url}/v1/ws")
+    # A short close timeout: a peer that was cut off answers no close frame.
+    return await gw.http.ws_connect(
+        f"{gw.url}/v1/ws", timeout=aiohttp.ClientWSTimeout(ws_close=1.0)
+    )
 
 
 async def test_200_cues_all_acked_then_receipted(local_ivs: LocalIvs) -> None:
