@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 
 from metadata_gateway.arn import ChannelArn, parse_channel_arn
-from metadata_gateway.channel_queue import ChannelQueue
+from metadata_gateway.channel_queue import Batch, ChannelQueue
 from metadata_gateway.rate_limit import SlidingWindowLimiter
 
 
@@ -27,6 +27,7 @@ class Channel:
         "delivered_cues",
         "expiry_at",
         "failures",
+        "in_flight",
         "last_error",
         "limiter",
         "live",
@@ -45,6 +46,7 @@ class Channel:
         self.expiry_at: float | None = None
         self.backoff_until = 0.0
         self.failures = 0  # consecutive retryable failures, for exponential back-off
+        self.in_flight: Batch | None = None  # the call on its way, one at a time
         self.live: bool | None = None  # None until IVS has answered a call
         self.sent_requests = 0
         self.delivered_cues = 0

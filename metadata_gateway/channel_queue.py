@@ -1,4 +1,9 @@
-"""One channel's waiting cues: ordered, collapsed by key, expired by TTL, taken in full payloads."""
+"""One channel's cues: waiting in order, scheduled for later, or repeating as the channel's state.
+
+Waiting cues are ordered by priority, then arrival; collapse keys replace in place; TTLs drop
+stale cues. `take_batch` builds the fullest payload of the oldest waiting cues and lets due
+state repeats ride along where there is room.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 
 from metadata_gateway.cues import Cue, Priority
 from metadata_gateway.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES, encode_payload
@@ -14,14 +20,26 @@ from metadata_gateway.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES, enc
 _sequence = itertools.count()
 
 
+class CueState(Enum):
+    """Where a cue stands in its channel; the `state` a cancel answers with."""
+
+    SCHEDULED = "scheduled"  # held until its not_before
+    QUEUED = "queued"  # waiting for a call
+    IN_FLIGHT = "in_flight"  # in a call not yet answered
+    REPEATING = "repeating"  # a sent state cue, re-sent while the channel is live
+
+
 @dataclass(slots=True)
 class Pending:
-    """A cue waiting in a queue, with the times that decide its fate."""
+    """A cue in a queue, with the times that decide its fate (all on the scheduler's clock)."""
 
     cue: Cue
     accepted_at: float
     expires_at: float
+    release_at: float  # not_before on this clock; accepted_at for a cue due at once
     seq: int = field(default_factory=lambda: next(_sequence))
+    state: CueState = CueState.QUEUED
+    repeat_at: float = 0.0  # when a repeating state cue is next due
 
     @property
     def size(self) -> int:
@@ -31,10 +49,11 @@ class Pending:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """The cues of one PutMetadata call, and the payload that carries them."""
+    """One PutMetadata call: fresh cues, state repeats riding along, and the payload."""
 
     cues: tuple[Pending, ...]
     payload: bytes
+    repeats: tuple[Pending, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,61 +67,157 @@ class Taken:
 class ChannelQueue:
     """The cues one channel has yet to send, in priority order and, within one, arrival order."""
 
-    __slots__ = ("_by_id", "_by_key", "_deadlines", "_lanes", "pending_bytes")
+    __slots__ = (
+        "_by_id",
+        "_by_key",
+        "_deadlines",
+        "_lanes",
+        "_releases",
+        "_scheduled",
+        "_states",
+        "pending_bytes",
+    )
 
     def __init__(self) -> None:
         self._lanes: tuple[OrderedDict[int, Pending], ...] = tuple(OrderedDict() for _ in Priority)
+        self._scheduled: dict[int, Pending] = {}
+        self._releases: list[tuple[float, int]] = []  # heap of (release_at, seq) of scheduled
         self._by_key: dict[str, Pending] = {}
         self._by_id: dict[str, Pending] = {}
         # A min-heap of (expires_at, seq); entries of cues that left the queue are skipped lazily.
         self._deadlines: list[tuple[float, int]] = []
+        self._states: dict[str, Pending] = {}  # state key -> the sent state cue that repeats
         self.pending_bytes = 0
 
     def __len__(self) -> int:
+        """Cues waiting or scheduled (not repeating states)."""
         return len(self._by_id)
 
     def __iter__(self) -> Iterator[Pending]:
+        """Waiting cues, in the order they would be sent."""
         for lane in self._lanes:
             yield from lane.values()
 
     def __repr__(self) -> str:
-        return f"<ChannelQueue pending={len(self)} bytes={self.pending_bytes}>"
+        return (
+            f"<ChannelQueue waiting={self.waiting} scheduled={len(self._scheduled)} "
+            f"repeating={len(self._states)} bytes={self.pending_bytes}>"
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Cues due now and waiting for a call."""
+        return len(self._by_id) - len(self._scheduled)
+
+    @property
+    def scheduled(self) -> list[Pending]:
+        """Cues held until their not_before, soonest first."""
+        return sorted(self._scheduled.values(), key=lambda p: (p.release_at, p.seq))
+
+    @property
+    def repeating(self) -> list[Pending]:
+        """Sent state cues that are re-sent while the channel is live."""
+        return list(self._states.values())
+
+    def head_priority(self) -> Priority | None:
+        """The priority of the cue the next payload starts with, or None with nothing waiting."""
+        for priority, lane in zip(Priority, self._lanes, strict=True):
+            if lane:
+                return priority
+        return None
 
     def get(self, cue_id: str) -> Pending | None:
-        """The waiting cue with this id, if any."""
-        return self._by_id.get(cue_id)
+        """The waiting, scheduled or repeating cue with this id, if any."""
+        found = self._by_id.get(cue_id)
+        if found is not None:
+            return found
+        return next((p for p in self._states.values() if p.cue.id == cue_id), None)
 
-    def add(self, cue: Cue, now: float) -> Pending | None:
-        """Queue `cue`; return the cue it superseded (same collapse key), which leaves the queue."""
-        pending = Pending(cue, accepted_at=now, expires_at=now + cue.ttl)
+    # ---- in -----------------------------------------------------------------------------
+
+    def add(self, cue: Cue, now: float, *, release_at: float | None = None) -> Pending | None:
+        """Queue `cue` (held until `release_at` if later than `now`); return what it superseded."""
+        release = now if release_at is None or release_at <= now else release_at
+        pending = Pending(cue, accepted_at=now, expires_at=release + cue.ttl, release_at=release)
+        if cue.key is not None and cue.type == "state":
+            self._states.pop(cue.key, None)  # a newer state replaces the repeating one
         old = self._by_key.get(cue.key) if cue.key is not None else None
-        lane = self._lanes[cue.priority]
-        if old is not None and old.cue.priority == cue.priority:
+        if release > now:
+            pending.state = CueState.SCHEDULED
+            if old is not None:
+                self.remove(old)
+            self._scheduled[pending.seq] = pending
+            heapq.heappush(self._releases, (release, pending.seq))
+        elif old is not None and old.state is CueState.QUEUED and old.cue.priority == cue.priority:
             # Latest wins, in the place of the cue it replaces.
-            lane[old.seq] = pending
+            self._lanes[cue.priority][old.seq] = pending
             self._forget(old)
             pending.seq, old.seq = old.seq, -1
         else:
             if old is not None:
                 self.remove(old)
-            lane[pending.seq] = pending
+            self._lanes[cue.priority][pending.seq] = pending
         self._remember(pending)
         return old
 
     def remove(self, pending: Pending) -> None:
-        """Take one cue out of the queue (cancelled, or superseded across priorities)."""
-        del self._lanes[pending.cue.priority][pending.seq]
+        """Take one waiting or scheduled cue out of the queue."""
+        if pending.state is CueState.SCHEDULED:
+            del self._scheduled[pending.seq]
+        else:
+            del self._lanes[pending.cue.priority][pending.seq]
         self._forget(pending)
 
-    def next_expiry(self) -> float | None:
-        """When the earliest waiting cue expires, or None with nothing waiting."""
+    def cancel(self, cue_id: str) -> tuple[Pending, CueState] | None:
+        """Remove the waiting, scheduled or repeating cue with this id; return it and its state."""
+        pending = self._by_id.get(cue_id)
+        if pending is not None:
+            state = pending.state
+            self.remove(pending)
+            return pending, state
+        for key, repeating in self._states.items():
+            if repeating.cue.id == cue_id:
+                del self._states[key]
+                return repeating, CueState.REPEATING
+        return None
+
+    # ---- time ---------------------------------------------------------------------------
+
+    def release(self, now: float) -> int:
+        """Move scheduled cues whose time has come into line; return how many."""
+        released = 0
+        releases = self._releases
+        while releases and releases[0][0] <= now:
+            _, seq = heapq.heappop(releases)
+            pending = self._scheduled.pop(seq, None)
+            if pending is None:
+                continue
+            pending.state = CueState.QUEUED
+            self._lanes[pending.cue.priority][pending.seq] = pending
+            released += 1
+        return released
+
+    def next_event(self, now: float, *, live: bool) -> float | None:
+        """When something next happens by itself: a release, an expiry or (if live) a repeat
+        falling due after `now` (one due already is the scheduler's to send, not a timer's)."""
+        times = []
+        while self._releases and self._releases[0][1] not in self._scheduled:
+            heapq.heappop(self._releases)
+        if self._releases:
+            times.append(self._releases[0][0])
         deadlines = self._deadlines
-        while deadlines and not self._is_waiting(deadlines[0][1]):
+        while deadlines and self._find(deadlines[0][1]) is None:
             heapq.heappop(deadlines)
-        return deadlines[0][0] if deadlines else None
+        if deadlines:
+            times.append(deadlines[0][0])
+        for state in self._states.values():
+            times.append(state.expires_at)
+            if live and state.repeat_at > now:
+                times.append(state.repeat_at)
+        return min(times, default=None)
 
     def expire(self, now: float) -> list[Pending]:
-        """Remove and return every cue whose TTL has passed at `now`."""
+        """Remove and return every waiting cue whose TTL has passed; retire expired states."""
         expired: list[Pending] = []
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
@@ -111,10 +226,22 @@ class ChannelQueue:
             if pending is not None and pending.expires_at <= now:
                 self.remove(pending)
                 expired.append(pending)
+        for key in [k for k, p in self._states.items() if p.expires_at <= now]:
+            del self._states[key]
         return expired
 
-    def take_batch(self, now: float, limit: int = MAX_METADATA_BYTES) -> Taken:
-        """Remove the oldest cues that fit in one payload, dropping expired ones on the way."""
+    def repeats_due(self, now: float) -> bool:
+        """Whether a state cue is due to be re-sent."""
+        return any(p.repeat_at <= now < p.expires_at for p in self._states.values())
+
+    # ---- out ----------------------------------------------------------------------------
+
+    def take_batch(
+        self, now: float, *, repeats: bool = True, limit: int = MAX_METADATA_BYTES
+    ) -> Taken:
+        """Remove the oldest due cues that fit in one payload, dropping expired ones on the way;
+        due state repeats fill what room is left when `repeats` is true."""
+        self.release(now)
         expired = self.expire(now)
         chosen: list[Pending] = []
         size = ENVELOPE_OVERHEAD - 1  # each item adds itself and a comma, except the first
@@ -127,15 +254,40 @@ class ChannelQueue:
                 break
             size += pending.size + 1
             chosen.append(pending)
-        if not chosen:
+        riders: list[Pending] = []
+        if repeats and not (chosen and chosen[0].cue.raw):
+            due = sorted(
+                (p for p in self._states.values() if p.repeat_at <= now < p.expires_at),
+                key=lambda p: p.repeat_at,
+            )
+            for state in due:
+                if size + state.size + 1 <= limit:
+                    size += state.size + 1
+                    riders.append(state)
+        if not chosen and not riders:
             return Taken(None, tuple(expired))
         for pending in chosen:
             self.remove(pending)
-        if chosen[0].cue.raw:
+            pending.state = CueState.IN_FLIGHT
+        if chosen and chosen[0].cue.raw:
             payload = chosen[0].cue.item
         else:
-            payload = encode_payload(p.cue.item for p in chosen)
-        return Taken(Batch(tuple(chosen), payload), tuple(expired))
+            payload = encode_payload(p.cue.item for p in (*chosen, *riders))
+        return Taken(Batch(tuple(chosen), payload, tuple(riders)), tuple(expired))
+
+    def delivered(self, batch: Batch, now: float) -> None:
+        """After a successful call: sent state cues start repeating, repeats are due again later."""
+        for pending in batch.cues:
+            cue = pending.cue
+            if cue.repeat is not None and cue.key is not None and pending.expires_at > now:
+                current = self._by_key.get(cue.key)
+                if current is None or current.cue.type != "state":
+                    pending.state = CueState.REPEATING
+                    pending.repeat_at = now + cue.repeat
+                    self._states[cue.key] = pending
+        for state in batch.repeats:
+            if state.cue.repeat is not None:
+                state.repeat_at = now + state.cue.repeat
 
     def requeue(self, batch: Batch) -> list[Pending]:
         """Put an unsent batch back at the front; return cues superseded while it was in flight."""
@@ -145,12 +297,15 @@ class ChannelQueue:
             if key is not None and key in self._by_key:
                 superseded.append(pending)
                 continue
+            pending.state = CueState.QUEUED
             lane = self._lanes[pending.cue.priority]
             lane[pending.seq] = pending
             lane.move_to_end(pending.seq, last=False)
             self._remember(pending)
         superseded.reverse()
         return superseded
+
+    # ---- books --------------------------------------------------------------------------
 
     def _remember(self, pending: Pending) -> None:
         cue = pending.cue
@@ -160,7 +315,7 @@ class ChannelQueue:
         self.pending_bytes += pending.size
         heapq.heappush(self._deadlines, (pending.expires_at, pending.seq))
         if len(self._deadlines) > 2 * len(self._by_id) + 16:
-            self._deadlines = [(p.expires_at, p.seq) for p in self]
+            self._deadlines = [(p.expires_at, p.seq) for p in self._by_id.values()]
             heapq.heapify(self._deadlines)
 
     def _forget(self, pending: Pending) -> None:
@@ -175,7 +330,4 @@ class ChannelQueue:
             pending = lane.get(seq)
             if pending is not None:
                 return pending
-        return None
-
-    def _is_waiting(self, seq: int) -> bool:
-        return any(seq in lane for lane in self._lanes)
+        return self._scheduled.get(seq)

@@ -7,6 +7,7 @@ import secrets
 import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
@@ -17,10 +18,15 @@ from metadata_gateway.errors import CueError, invalid_cue
 MAX_ID_LENGTH = 64
 MAX_KEY_LENGTH = 128
 MAX_TTL_MS = 24 * 3600 * 1000  # nothing in a live show should wait for longer than a day
-CUE_TYPES = ("quiz", "poll", "caption", "custom", "raw")
-DEFAULT_TTL_S = {"caption": 4.0, "poll": 10.0}
+CUE_TYPES = ("quiz", "poll", "caption", "custom", "raw", "state")
+DEFAULT_TTL_S = {"caption": 4.0, "poll": 10.0, "state": 600.0}
 FALLBACK_TTL_S = 30.0  # quiz, custom and raw cues
-CUE_FIELDS = frozenset({"channel", "type", "data", "id", "key", "ttl_ms", "priority"})
+CUE_FIELDS = frozenset(
+    {"channel", "type", "data", "id", "key", "ttl_ms", "priority", "not_before", "repeat_ms"}
+)
+MIN_REPEAT_MS = 1_000  # a state re-sent more often than once a second would crowd out fresh cues
+DEFAULT_REPEAT_MS = 5_000
+MAX_REPEAT_MS = 3_600_000
 
 
 class Priority(IntEnum):
@@ -43,6 +49,8 @@ class Cue:
     ttl: float
     priority: Priority
     client_id: bool  # the id came from the client, so it is an idempotency key
+    not_before: float | None = None  # unix seconds; held until then
+    repeat: float | None = None  # seconds between re-sends of a state cue
 
     @property
     def raw(self) -> bool:
@@ -105,6 +113,8 @@ def parse_cue(obj: object, *, aliases: Mapping[str, str], new_id: Callable[[], s
     key = _parse_key(obj.get("key"), cue_type, data)
     ttl = _parse_ttl(obj.get("ttl_ms"), cue_type)
     priority = _parse_priority(obj.get("priority"))
+    not_before = _parse_not_before(obj.get("not_before"))
+    repeat = _parse_repeat(obj.get("repeat_ms"), cue_type)
     item = data.encode() if cue_type == "raw" else _encode(cue_id, cue_type, data)
     limit = MAX_METADATA_BYTES if cue_type == "raw" else MAX_ITEM_BYTES
     if len(item) > limit:
@@ -125,6 +135,8 @@ def parse_cue(obj: object, *, aliases: Mapping[str, str], new_id: Callable[[], s
         ttl=ttl,
         priority=priority,
         client_id=client_id,
+        not_before=not_before,
+        repeat=repeat,
     )
 
 
@@ -169,6 +181,8 @@ def _parse_key(value: object, cue_type: str, data: Any) -> str | None:
                 f"key must be a string of 1 to {MAX_KEY_LENGTH} characters", field="key"
             )
         return value
+    if cue_type == "state":
+        raise invalid_cue("a state cue needs a key (e.g. quiz:current)", field="key")
     if cue_type == "poll":
         return f"poll:{data['poll_id']}"
     if cue_type == "caption" and data.get("final", True) is False:
@@ -190,3 +204,44 @@ def _parse_priority(value: object) -> Priority:
     if not isinstance(value, str) or value.upper() not in Priority.__members__:
         raise invalid_cue("priority must be high, normal or low", field="priority")
     return Priority[value.upper()]
+
+
+def _parse_not_before(value: object) -> float | None:
+    """Unix seconds from unix milliseconds or an RFC 3339 time with an offset."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise invalid_cue("not_before must not be negative", field="not_before")
+        return value / 1000
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.timestamp()
+    raise invalid_cue(
+        "not_before must be unix milliseconds or an RFC 3339 time with an offset "
+        "(2026-11-28T20:14:30Z)",
+        field="not_before",
+    )
+
+
+def _parse_repeat(value: object, cue_type: str) -> float | None:
+    if cue_type != "state":
+        if value is not None:
+            raise invalid_cue("repeat_ms applies to state cues only", field="repeat_ms")
+        return None
+    if value is None:
+        return DEFAULT_REPEAT_MS / 1000
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not MIN_REPEAT_MS <= value <= MAX_REPEAT_MS
+    ):
+        raise invalid_cue(
+            f"repeat_ms must be an integer from {MIN_REPEAT_MS} to {MAX_REPEAT_MS}",
+            field="repeat_ms",
+        )
+    return value / 1000

@@ -17,6 +17,7 @@ class DropReason(StrEnum):
     SUPERSEDED = "superseded"
     IVS_ERROR = "ivs_error"
     SHUTDOWN = "shutdown"
+    CANCELLED = "cancelled"
 
 
 class DeliveryListener(Protocol):

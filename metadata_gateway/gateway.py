@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from metadata_gateway.arn import parse_channel_arn
 from metadata_gateway.backpressure import MIN_RETRY_AFTER_S, drain_wait, expiry_wait
 from metadata_gateway.channel import Channel
-from metadata_gateway.channel_queue import Batch, Pending
+from metadata_gateway.channel_queue import Batch, CueState, Pending
 from metadata_gateway.config import Settings
-from metadata_gateway.cues import Cue, id_factory, parse_cue
+from metadata_gateway.cues import Cue, id_factory, parse_cue, resolve_channel
 from metadata_gateway.dispatcher import Dispatcher
 from metadata_gateway.errors import CueError
 from metadata_gateway.events import DeliveryListener, DropReason
@@ -25,6 +26,7 @@ from metadata_gateway.scheduler import BudgetScheduler, RetryPolicy
 log = logging.getLogger(__name__)
 
 MAX_CUES_PER_REQUEST = 100
+MAX_SCHEDULE_AHEAD_S = 24 * 3600  # not_before at most a day ahead
 SHUTDOWN_RETRY_AFTER_S = 5.0  # long enough for a replacement process to come up
 
 
@@ -55,11 +57,13 @@ class Gateway:
         *,
         sink: MetadataSink,
         clock: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] | None = None,
     ) -> None:
         self.settings = settings
         self._sink = sink
         self._clock = clock
+        self.wall_clock = wall_clock
         self._new_id = new_id or id_factory()
         self.channels: dict[str, Channel] = {}
         self.schedulers: dict[tuple[str, str], BudgetScheduler] = {}
@@ -105,8 +109,8 @@ class Gateway:
                 status=400,
                 field="cues",
             )
-        now = self.now()
-        cues = [self._parse(obj, index if batch else None) for index, obj in enumerate(objs)]
+        now, wall = self.now(), self.wall_clock()
+        cues = [self._parse(obj, index if batch else None, wall) for index, obj in enumerate(objs)]
         answers: list[Accepted] = []
         fresh: list[Cue] = []
         seen: dict[tuple[str, str], Cue] = {}
@@ -123,18 +127,27 @@ class Gateway:
                 answers.append(Accepted(cue.id, cue.channel, "queued", cue.type))
         self._check_room(fresh, now)
         for cue in fresh:
-            self._enqueue(cue, now)
+            self._enqueue(cue, now, wall)
         return answers
 
-    def _parse(self, obj: object, index: int | None) -> Cue:
+    def _parse(self, obj: object, index: int | None, wall: float) -> Cue:
         try:
-            return parse_cue(obj, aliases=self.settings.channels, new_id=self._new_id)
+            cue = parse_cue(obj, aliases=self.settings.channels, new_id=self._new_id)
+            if cue.not_before is not None and cue.not_before > wall + MAX_SCHEDULE_AHEAD_S:
+                raise CueError(
+                    "invalid_cue",
+                    "not_before may be at most 24 hours ahead",
+                    status=400,
+                    field="not_before",
+                )
         except CueError as exc:
             raise exc.with_index(index) if index is not None else exc from None
+        return cue
 
-    def _enqueue(self, cue: Cue, now: float) -> None:
+    def _enqueue(self, cue: Cue, now: float, wall: float) -> None:
         channel = self.channel(cue.channel)
-        superseded = channel.queue.add(cue, now)
+        release_at = None if cue.not_before is None else now + (cue.not_before - wall)
+        superseded = channel.queue.add(cue, now, release_at=release_at)
         self.total_cues += 1
         self.total_bytes += len(cue.item)
         self._empty.clear()
@@ -228,6 +241,41 @@ class Gateway:
     def _budget_channels(self, budget: tuple[str, str]) -> Iterator[Channel]:
         return (c for c in self.channels.values() if c.arn.budget == budget)
 
+    def cancel(self, channel_ref: str, cue_id: str) -> tuple[str, CueState]:
+        """Cancel a waiting, scheduled or repeating cue; return its channel ARN and former state."""
+        arn = resolve_channel(channel_ref, self.settings.channels)
+        now = self.now()
+        channel = self.channels.get(arn)
+        found = channel.queue.cancel(cue_id) if channel is not None else None
+        if found is not None and channel is not None:
+            pending, state = found
+            # A repeating state cue was delivered and released its room already.
+            self._dropped(
+                [pending], arn, DropReason.CANCELLED, now, release=state is not CueState.REPEATING
+            )
+            self.schedulers[channel.arn.budget].touch(channel, now)
+            return arn, state
+        in_flight = (
+            channel is not None
+            and channel.in_flight is not None
+            and any(p.cue.id == cue_id for p in channel.in_flight.cues)
+        )
+        if in_flight or self.recent.lookup(arn, cue_id, now) is IdState.DELIVERED:
+            raise CueError(
+                "already_sent",
+                f"cue {cue_id!r} already went out to IVS",
+                status=409,
+                id=cue_id,
+                channel=arn,
+            )
+        raise CueError(
+            "not_found",
+            f"no cue {cue_id!r} is waiting on {arn}",
+            status=404,
+            id=cue_id,
+            channel=arn,
+        )
+
     def channel(self, arn: str) -> Channel:
         """The channel with this ARN, created on first use."""
         channel = self.channels.get(arn)
@@ -301,8 +349,8 @@ class Gateway:
     def cues_sent(self, channel: str, cues: Sequence[Pending], now: float) -> None:
         """Mark ids delivered and release the cues' room."""
         for pending in cues:
-            if pending.cue.client_id:
-                self.recent.set(channel, pending.cue.id, IdState.DELIVERED, now)
+            # Every id, not only clients': a cancel answers already_sent for a while.
+            self.recent.set(channel, pending.cue.id, IdState.DELIVERED, now)
         self._release(cues)
         for listener in self.listeners:
             listener.cues_sent(channel, cues, now)
@@ -311,10 +359,22 @@ class Gateway:
         self, channel: str, cues: Sequence[Pending], reason: DropReason, now: float
     ) -> None:
         """Forget the ids (a dropped cue may be sent again) and release the cues' room."""
+        self._dropped(cues, channel, reason, now, release=True)
+
+    def _dropped(
+        self,
+        cues: Sequence[Pending],
+        channel: str,
+        reason: DropReason,
+        now: float,
+        *,
+        release: bool,
+    ) -> None:
         for pending in cues:
             if pending.cue.client_id:
                 self.recent.forget(channel, pending.cue.id)
-        self._release(cues)
+        if release:
+            self._release(cues)
         for listener in self.listeners:
             listener.cues_dropped(channel, cues, reason, now)
 

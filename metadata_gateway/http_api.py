@@ -90,18 +90,31 @@ def _body_too_large(size: int | None, limit: int) -> CueError:
     )
 
 
-def channel_json(gateway: Gateway, channel: Channel) -> dict[str, Any]:
-    """One channel as the API shows it."""
-    return {
+def channel_json(gateway: Gateway, channel: Channel, *, detail: bool = False) -> dict[str, Any]:
+    """One channel as the API shows it; `detail` lists its scheduled and repeating cues."""
+    queue = channel.queue
+    body: dict[str, Any] = {
         "channel": channel.arn.arn,
         "alias": gateway.aliases.get(channel.arn.arn),
-        "pending": len(channel.queue),
-        "pending_bytes": channel.queue.pending_bytes,
+        "pending": queue.waiting,
+        "pending_bytes": queue.pending_bytes,
+        "scheduled": len(queue) - queue.waiting,
+        "repeating": len(queue.repeating),
         "live": channel.live,
         "sent_requests": channel.sent_requests,
         "delivered_cues": channel.delivered_cues,
         "last_error": channel.last_error,
     }
+    if detail:
+        body["scheduled_cues"] = [
+            {"id": p.cue.id, "type": p.cue.type, "not_before": p.cue.not_before}
+            for p in queue.scheduled
+        ]
+        body["repeating_cues"] = [
+            {"id": p.cue.id, "key": p.cue.key, "repeat_ms": round((p.cue.repeat or 0) * 1000)}
+            for p in queue.repeating
+        ]
+    return body
 
 
 @routes.get("/v1/channels")
@@ -140,8 +153,21 @@ async def get_channel(request: web.Request) -> web.Response:
         )
     channel = gateway.channels.get(arn)
     if channel is None:  # a valid ARN the gateway has not met: all zeros, and nothing created
-        return json_response(channel_json(gateway, Channel.blank(arn)))
-    return json_response(channel_json(gateway, channel))
+        return json_response(channel_json(gateway, Channel.blank(arn), detail=True))
+    return json_response(channel_json(gateway, channel, detail=True))
+
+
+@routes.delete("/v1/cues/{id}")
+async def cancel_cue(request: web.Request) -> web.Response:
+    """Cancel a queued, scheduled or repeating cue: `DELETE /v1/cues/{id}?channel=...`."""
+    channel = request.query.get("channel")
+    if not channel:
+        raise CueError("invalid_request", "the channel query parameter is required", status=400)
+    cue_id = request.match_info["id"]
+    arn, state = request.app[GATEWAY].cancel(channel, cue_id)
+    return json_response(
+        {"id": cue_id, "channel": arn, "status": "cancelled", "state": state.value}
+    )
 
 
 @routes.get("/healthz")

@@ -79,6 +79,19 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.state_resends = Counter(
+            f"{_NS}_state_resends", "State cues re-sent to late joiners.", registry=r
+        )
+        self.schedule_lag = Histogram(
+            f"{_NS}_schedule_lag_seconds",
+            "From a scheduled cue's not_before to IVS accepting it.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5),
+            registry=r,
+        )
+        scheduled = Gauge(f"{_NS}_cues_scheduled", "Cues held until their not_before.", registry=r)
+        scheduled.set_function(
+            lambda: sum(len(c.queue) - c.queue.waiting for c in gateway.channels.values())
+        )
         queued = Gauge(
             f"{_NS}_queued_cues", "Cues accepted and not yet sent or dropped.", registry=r
         )
@@ -140,6 +153,8 @@ class Metrics:
         for pending in cues:
             self.delivered.labels(pending.cue.type).inc()
             self.delivery_seconds.observe(now - pending.accepted_at)
+            if pending.cue.not_before is not None:
+                self.schedule_lag.observe(max(0.0, now - pending.release_at))
 
     def cues_dropped(
         self, channel: str, cues: Sequence[Pending], reason: DropReason, now: float
@@ -150,6 +165,8 @@ class Metrics:
     def call_finished(self, batch: Batch, outcome: Outcome, duration: float) -> None:
         """Count the call and observe its size and duration."""
         self.requests.labels(outcome.value).inc()
+        if outcome is Outcome.OK and batch.repeats:
+            self.state_resends.inc(len(batch.repeats))
         self.request_seconds.observe(duration)
         self.payload_bytes.observe(len(batch.payload))
         self.cues_per_request.observe(len(batch.cues))

@@ -1,9 +1,14 @@
-"""Who sends next within one account budget: fair turns, both rate limits, back-off and expiry.
+"""Who sends next within one account budget: fair turns, priorities, both rate limits,
+back-off, scheduled releases, expiry and state repeats.
 
 The scheduler is pure: it is told the time, hands out `Dispatch`es to send, and is told how
 each ended. Channels with cues take turns (round robin, so each gets an equal share of the
-account's calls); a channel whose own limit or back-off holds it waits on a timer and rejoins
-the end of the line. The async shell (`dispatcher.py`) sleeps until `next_wakeup()`.
+account's calls). Channels whose next payload starts with a high-priority cue have a line of
+their own that gets three turns in every four while others wait, so urgent cues overtake a
+backlog without starving it. Channels with nothing but a state repeat due get a turn only when
+no channel with fresh cues is waiting. A channel whose own limit or back-off holds it waits on
+a timer and rejoins the end of its line. The async shell (`dispatcher.py`) sleeps until
+`next_wakeup()`.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from dataclasses import dataclass
 
 from metadata_gateway.channel import Channel, Slot
 from metadata_gateway.channel_queue import Batch, Pending
+from metadata_gateway.cues import Priority
 from metadata_gateway.events import DeliveryListener, DropReason
 from metadata_gateway.ivs import Outcome
 from metadata_gateway.rate_limit import Call, SlidingWindowLimiter
 
 _tiebreak = itertools.count()
+HIGH_TURNS = 3  # high-priority channels get 3 of every 4 turns while others wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,44 +72,58 @@ class BudgetScheduler:
         self.limiter = SlidingWindowLimiter(account_rate, margin=margin)
         self.listener = listener
         self.retry = retry or RetryPolicy()
-        self._ready: deque[Channel] = deque()
-        self._timers: list[tuple[float, int, Channel]] = []
-        self._expiries: list[tuple[float, int, Channel]] = []
+        self._high: deque[Channel] = deque()
+        self._normal: deque[Channel] = deque()
+        self._repeat: deque[Channel] = deque()
+        self._high_streak = 0
+        self._backlogged: set[Channel] = set()  # live channels with fresh cues waiting
+        self._timers: list[tuple[float, int, Channel]] = []  # back-off and own-limit waits
+        self._events: list[tuple[float, int, Channel]] = []  # releases, expiries, repeats
         self.in_flight = 0
 
     def __repr__(self) -> str:
         return (
-            f"<BudgetScheduler ready={len(self._ready)} waiting={len(self._timers)} "
+            f"<BudgetScheduler ready={self.ready_channels} waiting={len(self._timers)} "
             f"in_flight={self.in_flight} {self.limiter!r}>"
         )
 
     @property
     def ready_channels(self) -> int:
         """Channels in line for the account budget right now."""
-        return len(self._ready)
+        return len(self._high) + len(self._normal) + len(self._repeat)
+
+    def _can_serve(self) -> bool:
+        """Whether a channel in line may take a call: repeat-only turns wait for no backlog."""
+        return bool(self._high or self._normal or (self._repeat and not self._has_backlog()))
+
+    def _has_backlog(self) -> bool:
+        stale = [c for c in self._backlogged if not c.queue.waiting or c.live is False]
+        self._backlogged.difference_update(stale)
+        return bool(self._backlogged)
 
     def touch(self, channel: Channel, now: float) -> None:
-        """Note that `channel`'s queue changed (cues were added or removed)."""
-        if channel.slot is Slot.IDLE and len(channel.queue):
+        """Note that `channel`'s queue changed (cues added, cancelled or scheduled)."""
+        if channel.slot is Slot.IDLE:
             self._schedule(channel, now)
-        self._arm_expiry(channel)
+        self._arm(channel, now)
 
     def step(self, now: float) -> list[Dispatch]:
         """Fire due timers and admit every call both limits allow at `now`."""
         self._fire_timers(now)
-        self._fire_expiries(now)
+        self._fire_events(now)
         dispatches: list[Dispatch] = []
-        while self._ready and self.limiter.next_allowed(now) <= now:
-            channel = self._ready.popleft()
+        while self._can_serve() and self.limiter.next_allowed(now) <= now:
+            channel = self._next_in_line()
             channel.slot = Slot.IDLE
             if channel.next_allowed(now) > now:
                 self._schedule(channel, now)
                 continue
-            taken = channel.queue.take_batch(now)
+            taken = channel.queue.take_batch(now, repeats=channel.live is True)
             if taken.expired:
                 self.listener.cues_dropped(channel.arn.arn, taken.expired, DropReason.EXPIRED, now)
             if taken.batch is not None:
                 channel.slot = Slot.IN_FLIGHT
+                channel.in_flight = taken.batch
                 self.in_flight += 1
                 dispatches.append(
                     Dispatch(
@@ -113,22 +134,22 @@ class BudgetScheduler:
                         channel_call=channel.limiter.start(now),
                     )
                 )
-            self._arm_expiry(channel)
+            self._arm(channel, now)
         return dispatches
 
     def next_wakeup(self, now: float) -> float:
         """When `step` next has work (`inf`: only a completion or new cue can create some)."""
         wake = math.inf
-        if self._ready:
+        if self._can_serve():
             wake = self.limiter.next_allowed(now)
         while self._timers and self._timers[0][2].wake_at != self._timers[0][0]:
             heapq.heappop(self._timers)
         if self._timers:
             wake = min(wake, self._timers[0][0])
-        while self._expiries and self._expiries[0][2].expiry_at != self._expiries[0][0]:
-            heapq.heappop(self._expiries)
-        if self._expiries:
-            wake = min(wake, self._expiries[0][0])
+        while self._events and self._events[0][2].expiry_at != self._events[0][0]:
+            heapq.heappop(self._events)
+        if self._events:
+            wake = min(wake, self._events[0][0])
         return wake
 
     def complete(self, dispatch: Dispatch, outcome: Outcome, now: float, message: str = "") -> None:
@@ -138,6 +159,7 @@ class BudgetScheduler:
         channel.limiter.finish(dispatch.channel_call, now)
         self.in_flight -= 1
         channel.slot = Slot.IDLE
+        channel.in_flight = None
         channel.sent_requests += 1
         arn = channel.arn.arn
         self.listener.call_finished(batch, outcome, now - dispatch.started)
@@ -146,7 +168,9 @@ class BudgetScheduler:
             channel.failures = 0
             channel.backoff_until = 0.0
             channel.delivered_cues += len(batch.cues)
-            self.listener.cues_sent(arn, batch.cues, now)
+            channel.queue.delivered(batch, now)
+            if batch.cues:
+                self.listener.cues_sent(arn, batch.cues, now)
         else:
             channel.last_error = f"{outcome.value}: {message}" if message else outcome.value
             if outcome is Outcome.NOT_BROADCASTING:
@@ -159,17 +183,16 @@ class BudgetScheduler:
                 superseded = channel.queue.requeue(batch)
                 if superseded:
                     self.listener.cues_dropped(arn, superseded, DropReason.SUPERSEDED, now)
-            else:
+            elif batch.cues:
                 self.listener.cues_dropped(arn, batch.cues, DropReason.IVS_ERROR, now)
-        if len(channel.queue):
-            self._schedule(channel, now)
-        self._arm_expiry(channel)
+        self._schedule(channel, now)
+        self._arm(channel, now)
 
     def drop_all(self, channels: list[Channel], reason: DropReason, now: float) -> int:
         """Empty the queues of `channels` (at shutdown); return how many cues were dropped."""
         dropped = 0
         for channel in channels:
-            cues: list[Pending] = list(channel.queue)
+            cues: list[Pending] = [*channel.queue, *channel.queue.scheduled]
             for pending in cues:
                 channel.queue.remove(pending)
             if cues:
@@ -177,16 +200,39 @@ class BudgetScheduler:
                 self.listener.cues_dropped(channel.arn.arn, cues, reason, now)
         return dropped
 
+    # ---- lines and timers ---------------------------------------------------------------
+
+    def _next_in_line(self) -> Channel:
+        if self._high and (not self._normal or self._high_streak < HIGH_TURNS):
+            self._high_streak += 1
+            return self._high.popleft()
+        self._high_streak = 0
+        if self._normal:
+            return self._normal.popleft()
+        return self._repeat.popleft()
+
     def _schedule(self, channel: Channel, now: float) -> None:
+        """Put an idle channel in its line, or on a timer, if it has anything to send."""
+        queue = channel.queue
+        head = queue.head_priority()
+        if head is None and not (channel.live is True and queue.repeats_due(now)):
+            return
+        if head is not None and channel.live is not False:
+            self._backlogged.add(channel)
         when = channel.next_allowed(now)
-        if when <= now:
-            channel.slot = Slot.READY
-            channel.wake_at = None
-            self._ready.append(channel)
-        else:
+        if when > now:
             channel.slot = Slot.WAITING
             channel.wake_at = when
             heapq.heappush(self._timers, (when, next(_tiebreak), channel))
+            return
+        channel.slot = Slot.READY
+        channel.wake_at = None
+        if head is Priority.HIGH:
+            self._high.append(channel)
+        elif head is not None:
+            self._normal.append(channel)
+        else:
+            self._repeat.append(channel)
 
     def _fire_timers(self, now: float) -> None:
         timers = self._timers
@@ -195,24 +241,26 @@ class BudgetScheduler:
             if channel.wake_at == when and channel.slot is Slot.WAITING:
                 channel.wake_at = None
                 channel.slot = Slot.IDLE
-                if len(channel.queue):
-                    self._schedule(channel, now)
+                self._schedule(channel, now)
 
-    def _arm_expiry(self, channel: Channel) -> None:
-        when = channel.queue.next_expiry()
+    def _arm(self, channel: Channel, now: float) -> None:
+        when = channel.queue.next_event(now, live=channel.live is True)
         if when != channel.expiry_at:
             channel.expiry_at = when
             if when is not None:
-                heapq.heappush(self._expiries, (when, next(_tiebreak), channel))
+                heapq.heappush(self._events, (when, next(_tiebreak), channel))
 
-    def _fire_expiries(self, now: float) -> None:
-        expiries = self._expiries
-        while expiries and expiries[0][0] <= now:
-            when, _, channel = heapq.heappop(expiries)
+    def _fire_events(self, now: float) -> None:
+        events = self._events
+        while events and events[0][0] <= now:
+            when, _, channel = heapq.heappop(events)
             if channel.expiry_at != when:
                 continue
             channel.expiry_at = None
+            channel.queue.release(now)
             expired = channel.queue.expire(now)
             if expired:
                 self.listener.cues_dropped(channel.arn.arn, expired, DropReason.EXPIRED, now)
-            self._arm_expiry(channel)
+            if channel.slot is Slot.IDLE:
+                self._schedule(channel, now)
+            self._arm(channel, now)

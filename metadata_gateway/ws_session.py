@@ -136,6 +136,9 @@ class WsSession:
             if not isinstance(frame, dict):
                 raise CueError("invalid_json", "a frame must be a JSON object", status=400)
             ref = frame.get("ref")
+            if frame.get("op") == "cancel":
+                self._cancel(ref, frame)
+                return
             document, count = _document(frame)
             self._check_in_flight(count)
         except CueError as exc:
@@ -154,6 +157,18 @@ class WsSession:
                 self._router.subscribe(answer.channel, answer.id, self)
             entries.append(answer.as_json())
         self.send({"op": "ack", "ref": ref, "cues": entries})
+
+    def _cancel(self, ref: Any, frame: dict[str, Any]) -> None:
+        channel, cue_id = frame.get("channel"), frame.get("id")
+        try:
+            if not isinstance(cue_id, str) or not cue_id:
+                raise CueError("invalid_request", "cancel needs an id", status=400, field="id")
+            arn, state = self._gateway.cancel(channel if isinstance(channel, str) else "", cue_id)
+        except CueError as exc:
+            self.send({"op": "nack", "ref": ref, "error": exc.body()})
+            return
+        entry = {"id": cue_id, "channel": arn, "status": "cancelled", "state": state.value}
+        self.send({"op": "ack", "ref": ref, "cues": [entry]})
 
     def reject_oversized(self, size: int, limit: int) -> None:
         """Nack a frame over the body limit (not parsed, so no ref)."""
@@ -193,7 +208,7 @@ def _document(frame: dict[str, Any]) -> tuple[Any, int]:
     if op == "cues":
         cues = frame.get("cues")
         return {"cues": cues}, len(cues) if isinstance(cues, list) else 1
-    raise CueError("invalid_op", "op must be cue or cues", status=400, field="op")
+    raise CueError("invalid_op", "op must be cue, cues or cancel", status=400, field="op")
 
 
 class WsHub:

@@ -50,9 +50,9 @@ class RunningGateway:
             return await response.text()
 
     async def wait_for(
-        self, predicate: Callable[[], bool], timeout: float = 10.0, every: float = 0.02
+        self, predicate: Callable[[], bool], within: float = 10.0, every: float = 0.02
     ) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not predicate():
             if time.monotonic() > deadline:
                 raise AssertionError("condition not met in time")

@@ -60,10 +60,11 @@ def test_expired_cues_are_dropped_never_sent() -> None:
     short, long = cue(ttl_ms=100), cue(ttl_ms=5000)
     queue.add(short, now=0.0)
     queue.add(long, now=0.0)
-    assert queue.next_expiry() == 0.1
+    assert queue.next_event(0.0, live=False) == 0.1
     taken = queue.take_batch(now=0.1)
     assert [p.cue.id for p in taken.expired] == [short.id]
-    assert taken.batch is not None and ids(taken.batch.payload) == [long.id]
+    assert taken.batch is not None
+    assert ids(taken.batch.payload) == [long.id]
 
 
 def test_expire_removes_only_due_cues() -> None:
@@ -72,7 +73,7 @@ def test_expire_removes_only_due_cues() -> None:
     for ttl in (300, 100, 200):
         queue.add(cue(ttl_ms=ttl), now=1.0)
     assert [p.cue.ttl for p in queue.expire(1.2)] == [0.1, 0.2]
-    assert queue.next_expiry() == 1.3
+    assert queue.next_event(1.2, live=False) == 1.3
     assert len(queue) == 1
 
 

@@ -109,6 +109,7 @@ def test_cue_whose_envelope_exceeds_1024_bytes_is_refused() -> None:
 def test_raw_cue_is_verbatim_and_limited_to_1024_bytes() -> None:
     """A raw cue's payload is its data string exactly; over 1024 UTF-8 bytes is refused."""
     cue = parse({"channel": ARN, "type": "raw", "data": "WEBVTT cue"})
-    assert cue.item == b"WEBVTT cue" and cue.raw
+    assert cue.item == b"WEBVTT cue"
+    assert cue.raw
     error = refused({"channel": ARN, "type": "raw", "data": "ü" * 513})
     assert error.details["size"] == 1026

@@ -65,7 +65,7 @@ async def test_busy_channels_share_the_account_budget_fairly(local_ivs: LocalIvs
             for start in range(0, 40, 20):
                 status, _, _ = await gw.post({"cues": cues[start : start + 20]})
                 assert status == 202
-        await gw.wait_for(lambda: len(local_ivs.state.events) == 80, timeout=15)
+        await gw.wait_for(lambda: len(local_ivs.state.events) == 80, within=15)
         times = [e.time for e in local_ivs.state.events]
         assert max_calls_in_window(times) <= 20
         first_round = list(local_ivs.state.events)[:40]
@@ -197,7 +197,7 @@ async def test_ivs_errors_are_handled_each_in_its_way(local_ivs: LocalIvs) -> No
         await gw.post({"channel": arn, "type": "quiz", "data": {"question_id": 1}, "id": "t"})
         await gw.wait_for(lambda: gw.gateway.channels[arn].sent_requests >= 1)
         local_ivs.state.faults.clear()
-        await gw.wait_for(lambda: payload_ids(local_ivs, arn) == ["t"], timeout=5)
+        await gw.wait_for(lambda: payload_ids(local_ivs, arn) == ["t"], within=5)
         local_ivs.state.faults.set(Fault.from_json({"error": "ValidationException", "rate": 1.0}))
         await gw.post({"channel": arn, "type": "quiz", "data": {"question_id": 2}})
         await gw.wait_for(lambda: "validation" in (gw.gateway.channels[arn].last_error or ""))
@@ -242,7 +242,8 @@ async def test_channels_listing_and_lookup(local_ivs: LocalIvs) -> None:
         _, page = await gw.get("/v1/channels?limit=2")
         assert [c["alias"] for c in page["channels"]] == ["main", None]
         _, rest = await gw.get(f"/v1/channels?limit=2&cursor={page['next_cursor']}")
-        assert rest["next_cursor"] is None and len(rest["channels"]) == 1
+        assert rest["next_cursor"] is None
+        assert len(rest["channels"]) == 1
         status, one = await gw.get("/v1/channels/main")
         assert (status, one["channel"]) == (200, arns[0])
         status, _ = await gw.get("/v1/channels/nope")

@@ -13,8 +13,8 @@ from gateway_harness import RunningGateway, new_channel, running_gateway
 from metadata_gateway.local_ivs import LocalIvs
 
 
-async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
-    message = await ws.receive(timeout=timeout)
+async def receive(ws: aiohttp.ClientWebSocketResponse, within: float = 5.0) -> dict[str, Any]:
+    message = await ws.receive(timeout=within)
     assert message.type is aiohttp.WSMsgType.TEXT, message
     result: dict[str, Any] = orjson.loads(message.data)
     return result
@@ -44,9 +44,11 @@ async def test_200_cues_all_acked_then_receipted(local_ivs: LocalIvs) -> None:
             else:
                 assert message["op"] == "sent", message
                 assert set(message["ids"]) <= set(acked)  # an ack comes before its receipts
-                assert message["channel"] == arn and message["at"] > 0
+                assert message["channel"] == arn
+                assert message["at"] > 0
                 sent += message["ids"]
-        assert sent == acked and len(set(sent)) == 200
+        assert sent == acked
+        assert len(set(sent)) == 200
 
 
 async def test_bad_frames_get_nacks_in_order_and_the_connection_stays_open(
@@ -95,7 +97,8 @@ async def test_in_flight_bound_answers_queue_full(local_ivs: LocalIvs) -> None:
         await ws.send_str(orjson.dumps({"op": "cues", "ref": 2, "cues": cues[:20]}).decode())
         first, second = await receive(ws), await receive(ws)
         assert first["op"] == "ack"
-        assert second["op"] == "nack" and second["error"]["code"] == "queue_full"
+        assert second["op"] == "nack"
+        assert second["error"]["code"] == "queue_full"
         assert second["error"]["retry_after_ms"] > 0
 
 
@@ -158,15 +161,16 @@ async def test_non_reading_client_is_disconnected_others_keep_receipts(
                 for n in range(80)
             ]
             await slow.send_str(orjson.dumps({"op": "cues", "ref": ref, "cues": cues}).decode())
-        await gw.wait_for(lambda: 'reason="slow_consumer"' in gw.app_metrics_text(), timeout=10)
+        await gw.wait_for(lambda: 'reason="slow_consumer"' in gw.app_metrics_text(), within=10)
         await good.send_str(
             orjson.dumps(
                 {"op": "cue", "ref": 1, "channel": arn, "type": "custom", "data": {}}
             ).decode()
         )
         ack = await receive(good)
-        receipt = await receive(good, timeout=10)
-        assert receipt["op"] == "sent" and receipt["ids"] == [ack["cues"][0]["id"]]
+        receipt = await receive(good, within=10)
+        assert receipt["op"] == "sent"
+        assert receipt["ids"] == [ack["cues"][0]["id"]]
 
 
 async def test_shutdown_closes_sessions_with_going_away(local_ivs: LocalIvs) -> None:
@@ -177,6 +181,7 @@ async def test_shutdown_closes_sessions_with_going_away(local_ivs: LocalIvs) -> 
 
         await gw.app[WS_HUB].close_all()
         message = await ws.receive(timeout=5)
-        assert message.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1001
+        assert message.type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1001
         await ws.close()
         await asyncio.sleep(0)

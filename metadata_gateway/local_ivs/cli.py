@@ -1,0 +1,156 @@
+"""`metadata-gateway local-ivs`: run the local IVS until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from metadata_gateway.local_ivs.server import LocalIvs
+from metadata_gateway.local_ivs.settings import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_ACCOUNT_RATE,
+    DEFAULT_CHANNEL_RATE,
+    DEFAULT_HOST,
+    DEFAULT_MAX_CHANNELS,
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_PORT,
+    DEFAULT_REGION,
+    LocalIvsSettings,
+)
+
+logger = logging.getLogger("metadata_gateway.local_ivs")
+
+ENV_PREFIX = "MG_LOCAL_IVS_"
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, not {value}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _option(
+    parser: argparse.ArgumentParser,
+    name: str,
+    default: object,
+    kind: Callable[[str], object],
+    help_text: str,
+) -> None:
+    env = ENV_PREFIX + name.upper().replace("-", "_")
+    # argparse runs `kind` over a string default too, so a bad environment value is reported
+    # like a bad flag.
+    parser.add_argument(
+        f"--{name}",
+        type=kind,
+        default=os.environ.get(env, str(default)),
+        help=f"{help_text} (env {env}; default %(default)s)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the local IVS's options (each also read from `MG_LOCAL_IVS_<NAME>`) to `parser`."""
+    _option(parser, "host", DEFAULT_HOST, str, "address to listen on")
+    _option(parser, "port", DEFAULT_PORT, _port, "port to listen on, 0 for any free port")
+    _option(parser, "region", DEFAULT_REGION, str, "region named in ARNs")
+    _option(parser, "account-id", DEFAULT_ACCOUNT_ID, str, "account named in ARNs")
+    _option(
+        parser,
+        "channel-rate",
+        DEFAULT_CHANNEL_RATE,
+        _at_least_one,
+        "PutMetadata calls/s per channel",
+    )
+    _option(
+        parser,
+        "account-rate",
+        DEFAULT_ACCOUNT_RATE,
+        _at_least_one,
+        "PutMetadata calls/s per account",
+    )
+    _option(parser, "max-events", DEFAULT_MAX_EVENTS, _at_least_one, "accepted payloads kept")
+    _option(parser, "max-channels", DEFAULT_MAX_CHANNELS, _at_least_one, "channel quota")
+
+
+def settings_from(args: argparse.Namespace) -> LocalIvsSettings:
+    """Return the settings the parsed arguments name (ValueError if they are inconsistent)."""
+    return LocalIvsSettings(
+        host=args.host,
+        port=args.port,
+        region=args.region,
+        account_id=args.account_id,
+        channel_rate=args.channel_rate,
+        account_rate=args.account_rate,
+        max_events=args.max_events,
+        max_channels=args.max_channels,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(settings: LocalIvsSettings) -> None:
+    """Run the local IVS until SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if not _is_loopback(settings.host):
+        logger.warning(
+            "listening on %s: the local IVS accepts any credentials and its /_local/ admin API "
+            "has no authentication; keep it on loopback",
+            settings.host,
+        )
+    try:
+        async with LocalIvs(settings) as ivs:
+            logger.info(
+                "local IVS listening on %s (region %s, account %s)",
+                ivs.url,
+                settings.region,
+                settings.account_id,
+            )
+            await stop.wait()
+            logger.info("local IVS stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the local IVS the arguments describe; returns the process exit code."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    try:
+        settings = settings_from(args)
+    except ValueError as error:
+        logger.error("invalid settings: %s", error)
+        return 2
+    try:
+        asyncio.run(serve(settings))
+    except OSError as error:
+        logger.error("cannot listen on %s:%s: %s", settings.host, settings.port, error)
+        return 1
+    except KeyboardInterrupt:
+        # A Ctrl-C before the signal handlers were installed: still a requested, clean stop.
+        return 0
+    return 0

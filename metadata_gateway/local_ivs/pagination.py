@@ -1,0 +1,53 @@
+"""Opaque nextToken values and the paging of ordered listings that use them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from metadata_gateway.local_ivs.errors import validation
+from metadata_gateway.local_ivs.validation import check_pagination_token
+
+T = TypeVar("T")
+
+# A version prefix lets the token format change without misreading older tokens.
+_TOKEN_PREFIX = "lv1"
+
+
+def encode_token(listing: str, position: int) -> str:
+    """Return an opaque token, in PaginationToken's alphabet, resuming `listing` at `position`."""
+    raw = f"{_TOKEN_PREFIX}:{listing}:{position}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def decode_token(listing: str, token: str) -> int:
+    """Return the position `token` resumes `listing` at; ValidationException if it is not ours."""
+    check_pagination_token("nextToken", token)
+    try:
+        prefix, token_listing, position = (
+            base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii").split(":")
+        )
+        if prefix != _TOKEN_PREFIX or token_listing != listing:
+            raise ValueError(token_listing)
+        return int(position)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise validation("The nextToken is invalid or expired") from None
+
+
+def paginate(
+    items: Sequence[T],
+    *,
+    position_of: Callable[[T], int],
+    listing: str,
+    next_token: str | None,
+    max_results: int,
+) -> tuple[list[T], str | None]:
+    """Return one page of `items` (sorted by `position_of`) and the token for the next, if any."""
+    start = decode_token(listing, next_token) if next_token else 0
+    remaining = [item for item in items if position_of(item) >= start]
+    page = remaining[:max_results]
+    if len(remaining) > max_results:
+        return page, encode_token(listing, position_of(remaining[max_results]))
+    return page, None
