@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import metadata_gateway.local_ivs.cli as local_ivs_cli
 from metadata_gateway.config import ConfigError, load_settings
-from metadata_gateway.local_ivs import cli as local_ivs_cli
 from metadata_gateway.log import setup_logging
 
 

@@ -1,0 +1,61 @@
+"""Settings: defaults < TOML < MG_* environment < flags, each validated with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metadata_gateway.config import ConfigError, Settings, load_settings
+
+ARN = "arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234"
+
+
+def test_sources_override_in_order(tmp_path: Path) -> None:
+    """A flag beats the environment, which beats the file, which beats the default."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'port = 9000\nregion = "eu-west-1"\ndrain_timeout = 3\n[channels]\nmain = "{ARN}"\n'
+    )
+    settings = load_settings(
+        flags={"config": str(path), "port": 9100},
+        environ={"MG_PORT": "9050", "MG_REGION": "ap-south-1", "MG_LOCAL_IVS": "true"},
+    )
+    assert (settings.port, settings.region, settings.drain_timeout) == (9100, "ap-south-1", 3.0)
+    assert settings.local_ivs is True
+    assert dict(settings.channels) == {"main": ARN}
+    assert settings.account_rate == Settings().account_rate
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "message"),
+    [
+        ({"account_rate": 200}, {}, "account_rate must be 1-155"),
+        ({"port": 70000}, {}, "port must be 0-65535"),
+        ({}, {"MG_PORT": "eighty"}, "MG_PORT: 'eighty' is not a valid int"),
+        ({}, {"MG_DRAIN_TIMEOUT": "0"}, "drain_timeout must be greater than 0"),
+    ],
+)
+def test_invalid_settings_name_the_setting(
+    flags: dict[str, object], environ: dict[str, str], message: str
+) -> None:
+    """Each impossible value is refused at start with its name in the message."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(flags=flags, environ=environ)
+
+
+def test_bad_config_file_is_refused(tmp_path: Path) -> None:
+    """Unknown keys, wrong types and bad aliases in the TOML file are refused."""
+    cases = {
+        "colour = 1": "unknown setting 'colour'",
+        'port = "80"': "port must be a int",
+        '[channels]\nmain = "arn:aws:ivs:nope"': "is not an IVS channel ARN",
+        "port = ": "not valid TOML",
+    }
+    for text, message in cases.items():
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_settings(flags={"config": str(path)}, environ={})
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(flags={"config": str(tmp_path / "missing.toml")}, environ={})
