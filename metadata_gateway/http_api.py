@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 from urllib.parse import unquote
 
@@ -182,6 +183,13 @@ async def readyz(request: web.Request) -> web.Response:
     if request.app[GATEWAY].draining:
         return json_response({"status": "draining"}, status=503)
     return json_response({"status": "ready"})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API."""
+    spec = resources.files("metadata_gateway").joinpath("openapi.json").read_bytes()
+    return web.Response(body=spec, content_type="application/json")
 
 
 @routes.get("/metrics")

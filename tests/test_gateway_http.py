@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import math
 import re
 
@@ -256,3 +257,50 @@ async def test_health_endpoints(local_ivs: LocalIvs, path: str) -> None:
     async with running_gateway(local_ivs) as gw:
         status, _ = await gw.get(path)
         assert status == 200
+
+
+async def test_cancel_over_http_and_websocket(local_ivs: LocalIvs) -> None:
+    """Cancel answers the former state, 404 for unknown, 409 once sent; submitters hear of it."""
+    arn = new_channel(local_ivs, "cancel")
+    async with running_gateway(local_ivs, channels={"c": arn}) as gw:
+        later = {"channel": "c", "type": "quiz", "data": {"question_id": 1}, "id": "later"}
+        hour_ahead = round((time.time() + 3600) * 1000)
+        status, _, _ = await gw.post({**later, "not_before": hour_ahead})
+        assert status == 202
+        async with gw.http.delete(f"{gw.url}/v1/cues/later?channel=c") as response:
+            assert response.status == 200
+            assert await response.json() == {
+                "id": "later",
+                "channel": arn,
+                "status": "cancelled",
+                "state": "scheduled",
+            }
+        async with gw.http.delete(f"{gw.url}/v1/cues/later?channel=c") as response:
+            assert (response.status, (await response.json())["error"]["code"]) == (404, "not_found")
+        await gw.post({**later, "id": "now"})
+        await gw.wait_for(lambda: payload_ids(local_ivs, arn) == ["now"])
+        async with gw.http.delete(f"{gw.url}/v1/cues/now?channel={arn}") as response:
+            assert (response.status, (await response.json())["error"]["code"]) == (
+                409,
+                "already_sent",
+            )
+        async with gw.http.ws_connect(f"{gw.url}/v1/ws") as ws:
+            held = {**later, "id": "ws-held", "not_before": hour_ahead}
+            await ws.send_str(orjson.dumps({"op": "cue", "ref": 1, **held}).decode())
+            await ws.send_str(
+                orjson.dumps({"op": "cancel", "ref": 2, "channel": "c", "id": "ws-held"}).decode()
+            )
+            await ws.send_str(
+                orjson.dumps({"op": "cancel", "ref": 3, "channel": "c", "id": "ghost"}).decode()
+            )
+            frames = [orjson.loads((await ws.receive(timeout=5)).data) for _ in range(4)]
+        ops = [(f["op"], f.get("ref"), f.get("reason")) for f in frames]
+        assert ops == [
+            ("ack", 1, None),
+            ("dropped", None, "cancelled"),
+            ("ack", 2, None),
+            ("nack", 3, None),
+        ]
+        assert frames[3]["error"]["code"] == "not_found"
+        text = await gw.metrics()
+        assert metric(text, 'metadata_gateway_cues_dropped_total{reason="cancelled"}') == 2
