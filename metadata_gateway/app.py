@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from metadata_gateway.appkeys import GATEWAY, METRICS, RECEIPTS, WS_HUB
+from metadata_gateway.appkeys import AUTH, GATEWAY, METRICS, RECEIPTS, WS_HUB
+from metadata_gateway.auth import Authenticator
 from metadata_gateway.config import Settings
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.http_api import errors_middleware, routes
@@ -49,6 +50,8 @@ def create_app(
         app[METRICS] = metrics
         app[RECEIPTS] = receipts
         app[WS_HUB] = hub
+        if settings.tokens:
+            app[AUTH] = Authenticator(settings.tokens, settings.channels, clock=gateway.now)
         gateway.start()
         try:
             yield

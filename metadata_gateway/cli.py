@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 import metadata_gateway.local_ivs.cli as local_ivs_cli
+from metadata_gateway.auth import hash_token, new_token
 from metadata_gateway.config import ConfigError, load_settings
 from metadata_gateway.log import setup_logging
 
@@ -30,6 +31,13 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--total-max-bytes", type=int, help="queued bytes in the process (default 64 MiB)")
     add("--max-body-bytes", type=int, help="largest request body (default 262144)")
     add("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    add("--tokens-file", metavar="FILE", help="TOML file of [[tokens]] (also MG_TOKENS_FILE)")
+    add(
+        "--insecure-no-auth",
+        action="store_const",
+        const=True,
+        help="accept cues without tokens (anyone who can reach the port can post)",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -38,11 +46,29 @@ def _run_serve(args: argparse.Namespace) -> int:
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
     try:
         settings = load_settings(flags=flags)
+        if not settings.tokens and not (settings.local_ivs or settings.insecure_no_auth):
+            raise ConfigError(
+                "no API tokens are configured: add [[tokens]] (see `metadata-gateway token`), "
+                "or pass --insecure-no-auth to accept cues from anyone who can connect"
+            )
     except ConfigError as exc:
         print(f"metadata-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
     return run(settings)
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    token = new_token()
+    channels = ", ".join(f'"{c}"' for c in args.channels)
+    print(f"token (give it to the client; it is shown once and stored nowhere):\n  {token}\n")
+    print("add to the gateway's config or tokens file:\n")
+    print("[[tokens]]")
+    print(f'name = "{args.name}"')
+    print(f'sha256 = "{hash_token(token)}"')
+    print(f"channels = [{channels}]")
+    print(f"rate = {args.rate:g}  # cues per second")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway")
     _add_serve_arguments(serve)
     serve.set_defaults(run=_run_serve)
+    token = commands.add_parser("token", help="print a new API token and its config entry")
+    token.add_argument("--name", default="client", help="the client's name (default client)")
+    token.add_argument(
+        "--channels",
+        nargs="+",
+        default=["*"],
+        metavar="CHANNEL",
+        help="aliases or ARN patterns it may post to (default: all)",
+    )
+    token.add_argument("--rate", type=float, default=100.0, help="cues per second (default 100)")
+    token.set_defaults(run=_run_token)
     local = commands.add_parser(
         "local-ivs", help="run a local Amazon IVS (the same wire API and limits) on loopback"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -12,12 +13,14 @@ from types import MappingProxyType
 from typing import Any
 
 from metadata_gateway.arn import parse_channel_arn
+from metadata_gateway.auth import TokenSpec
 from metadata_gateway.cues import resolve_channel
 from metadata_gateway.errors import CueError
 
 IVS_CHANNEL_RATE = 5  # PutMetadata calls/s per channel, an IVS quota that cannot be raised
 IVS_ACCOUNT_RATE = 155  # PutMetadata calls/s per account and region, likewise fixed
 ENV_PREFIX = "MG_"
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class ConfigError(ValueError):
@@ -50,6 +53,8 @@ class Settings:
     offline_probe_interval: float = 3.0
     window_margin: float = 0.002
     log_level: str = "info"
+    tokens: tuple[TokenSpec, ...] = ()
+    insecure_no_auth: bool = False
 
     def __post_init__(self) -> None:
         self._validate()
@@ -87,6 +92,16 @@ class Settings:
             raise ConfigError("window_margin must not be negative")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level must be debug, info, warning or error")
+        names = [t.name for t in self.tokens]
+        if len(set(names)) != len(names):
+            raise ConfigError("token names must be unique")
+        for token in self.tokens:
+            if not _SHA256.fullmatch(token.sha256):
+                raise ConfigError(f"token {token.name!r}: sha256 must be 64 hex digits")
+            if token.rate <= 0:
+                raise ConfigError(f"token {token.name!r}: rate must be greater than 0")
+            if not token.channels:
+                raise ConfigError(f"token {token.name!r}: channels must name at least one")
         for alias, arn in self.channels.items():
             if parse_channel_arn(arn) is None:
                 raise ConfigError(f"channel alias {alias!r}: {arn!r} is not an IVS channel ARN")
@@ -118,12 +133,19 @@ def load_settings(
     environ = os.environ if environ is None else environ
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     path = flags.pop("config", None) or config_file or environ.get(f"{ENV_PREFIX}CONFIG")
+    tokens_file = flags.pop("tokens_file", None) or environ.get(f"{ENV_PREFIX}TOKENS_FILE")
     values: dict[str, Any] = {}
     if path:
         values.update(_from_toml(Path(path)))
+    if tokens_file:
+        # Kept apart so that a secret store can mount it without the rest of the settings.
+        extra = _from_toml(Path(tokens_file))
+        if extra.keys() - {"tokens"}:
+            raise ConfigError(f"tokens file {tokens_file} may only hold [[tokens]]")
+        values["tokens"] = (*values.get("tokens", ()), *extra.get("tokens", ()))
     for name in _FIELDS:
         raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is not None and name != "channels":
+        if raw is not None and name not in ("channels", "tokens"):
             values[name] = _convert(name, raw, source=f"{ENV_PREFIX}{name.upper()}")
     values.update({k: v for k, v in flags.items() if k in _FIELDS})
     if "channels" in values:
@@ -150,6 +172,8 @@ def _from_toml(path: Path) -> dict[str, Any]:
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise ConfigError(f'config file {path}: [channels] maps alias = "ARN"')
             values[name] = value
+        elif name == "tokens":
+            values[name] = tuple(_token(entry, path) for entry in _as_list(value, path))
         else:
             values[name] = _check_type(name, value, source=f"config file {path}")
     return values
@@ -185,3 +209,30 @@ def _check_type(name: str, value: object, *, source: str) -> object:
     if kind == "float" and isinstance(value, int | float):
         return float(value)
     return value
+
+
+def _as_list(value: object, path: Path) -> list[object]:
+    if not isinstance(value, list):
+        raise ConfigError(f"config file {path}: tokens must be [[tokens]] tables")
+    return value
+
+
+def _token(entry: object, path: Path) -> TokenSpec:
+    where = f"config file {path}: [[tokens]]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} entries must be tables")
+    unknown = entry.keys() - {"name", "sha256", "channels", "rate"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    name, digest = entry.get("name"), entry.get("sha256")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: every token needs a name")
+    if not isinstance(digest, str):
+        raise ConfigError(f"{where} {name!r}: sha256 is required (never the token itself)")
+    channels = entry.get("channels", ["*"])
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise ConfigError(f"{where} {name!r}: channels must be a list of aliases or ARN patterns")
+    rate = entry.get("rate", 100.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise ConfigError(f"{where} {name!r}: rate must be a number of cues per second")
+    return TokenSpec(name=name, sha256=digest, channels=tuple(channels), rate=float(rate))

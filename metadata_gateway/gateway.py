@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MAX_CUES_PER_REQUEST = 100
 MAX_SCHEDULE_AHEAD_S = 24 * 3600  # not_before at most a day ahead
+# Outcomes that say IVS itself is unreachable or failing, not that a call was refused.
+_TROUBLE = frozenset({Outcome.TIMEOUT, Outcome.CONNECTION_ERROR, Outcome.SERVER_ERROR})
 SHUTDOWN_RETRY_AFTER_S = 5.0  # long enough for a replacement process to come up
 
 
@@ -75,6 +77,7 @@ class Gateway:
         self.total_cues = 0  # accepted and not yet sent or dropped, in flight included
         self.total_bytes = 0
         self.draining = False
+        self.ivs_trouble: tuple[float, str] | None = None  # since when, and what IVS calls end in
         self._started = False
         self._empty = asyncio.Event()
         self._empty.set()
@@ -93,8 +96,15 @@ class Gateway:
 
     # ---- intake -------------------------------------------------------------------------
 
-    def submit(self, objs: Sequence[object], *, batch: bool = False) -> list[Accepted]:
-        """Validate and queue cues, all or none; raise `CueError` for the first problem."""
+    def submit(
+        self,
+        objs: Sequence[object],
+        *,
+        batch: bool = False,
+        authorize: Callable[[Sequence[Cue]], None] | None = None,
+    ) -> list[Accepted]:
+        """Validate, authorize and queue cues, all or none; raise `CueError` for the first
+        problem."""
         if self.draining:
             raise CueError(
                 "shutting_down",
@@ -111,6 +121,8 @@ class Gateway:
             )
         now, wall = self.now(), self.wall_clock()
         cues = [self._parse(obj, index if batch else None, wall) for index, obj in enumerate(objs)]
+        if authorize is not None:
+            authorize(cues)
         answers: list[Accepted] = []
         fresh: list[Cue] = []
         seen: dict[tuple[str, str], Cue] = {}
@@ -240,6 +252,20 @@ class Gateway:
 
     def _budget_channels(self, budget: tuple[str, str]) -> Iterator[Channel]:
         return (c for c in self.channels.values() if c.arn.budget == budget)
+
+    def health(self) -> dict[str, object]:
+        """What /readyz reports: ready, draining, or degraded (IVS failing; cues still held)."""
+        if self.draining:
+            return {"status": "draining"}
+        if self.ivs_trouble is not None:
+            since, outcome = self.ivs_trouble
+            seconds = round(self.now() - since, 1)
+            return {
+                "status": "degraded",
+                "reason": f"IVS calls have ended in {outcome} for {seconds} s; "
+                "cues are held until their TTL and sending resumes by itself",
+            }
+        return {"status": "ready"}
 
     def cancel(self, channel_ref: str, cue_id: str) -> tuple[str, CueState]:
         """Cancel a waiting, scheduled or repeating cue; return its channel ARN and former state."""
@@ -379,7 +405,12 @@ class Gateway:
             listener.cues_dropped(channel, cues, reason, now)
 
     def call_finished(self, batch: Batch, outcome: Outcome, duration: float) -> None:
-        """Pass the call's outcome on."""
+        """Note whether IVS is answering, and pass the call's outcome on."""
+        if outcome in _TROUBLE:
+            if self.ivs_trouble is None:
+                self.ivs_trouble = (self.now(), outcome.value)
+        else:
+            self.ivs_trouble = None
         for listener in self.listeners:
             listener.call_finished(batch, outcome, duration)
 

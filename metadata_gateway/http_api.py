@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote
@@ -11,8 +11,10 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from metadata_gateway.appkeys import GATEWAY, METRICS
+from metadata_gateway.appkeys import AUTH, GATEWAY, METRICS
+from metadata_gateway.auth import TokenSpec
 from metadata_gateway.channel import Channel
+from metadata_gateway.cues import Cue, resolve_channel
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.ingress import decode_json, reject, submit_document
@@ -62,9 +64,31 @@ async def errors_middleware(
         )
 
 
+def authenticate(request: web.Request) -> TokenSpec | None:
+    """The client making the request (401 without a valid token), or None with auth off."""
+    auth = request.app.get(AUTH)
+    if auth is None:
+        return None
+    try:
+        return auth.authenticate(request.headers.get("Authorization"))
+    except CueError as exc:
+        raise reject(request.app[METRICS], exc) from None
+
+
+def cue_authorizer(
+    request: web.Request, client: TokenSpec | None
+) -> Callable[[Sequence[Cue]], None] | None:
+    """The check each accepted batch must pass for this client, if auth is on."""
+    auth = request.app.get(AUTH)
+    if auth is None or client is None:
+        return None
+    return lambda cues: auth.authorize(client, cues)
+
+
 @routes.post("/v1/cues")
 async def post_cues(request: web.Request) -> web.Response:
     """Accept one cue or a batch of up to 100, all or none."""
+    client = authenticate(request)
     metrics = request.app[METRICS]
     limit = request.app[GATEWAY].settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -77,7 +101,9 @@ async def post_cues(request: web.Request) -> web.Response:
         document = decode_json(body)
     except CueError as exc:
         raise reject(metrics, exc) from None
-    answers = submit_document(request.app[GATEWAY], metrics, document)
+    answers = submit_document(
+        request.app[GATEWAY], metrics, document, authorize=cue_authorizer(request, client)
+    )
     return json_response({"cues": [a.as_json() for a in answers]}, status=202)
 
 
@@ -121,6 +147,7 @@ def channel_json(gateway: Gateway, channel: Channel, *, detail: bool = False) ->
 @routes.get("/v1/channels")
 async def list_channels(request: web.Request) -> web.Response:
     """Channels in the order the gateway met them (configured aliases first), a page at a time."""
+    authenticate(request)
     gateway = request.app[GATEWAY]
     try:
         limit = int(request.query.get("limit", DEFAULT_PAGE))
@@ -143,6 +170,7 @@ async def list_channels(request: web.Request) -> web.Response:
 @routes.get("/v1/channels/{channel:.+}")
 async def get_channel(request: web.Request) -> web.Response:
     """One channel, by alias or (URL-encoded) ARN."""
+    authenticate(request)
     gateway = request.app[GATEWAY]
     name = unquote(request.match_info["channel"])
     arn = gateway.settings.resolve(name)
@@ -161,10 +189,16 @@ async def get_channel(request: web.Request) -> web.Response:
 @routes.delete("/v1/cues/{id}")
 async def cancel_cue(request: web.Request) -> web.Response:
     """Cancel a queued, scheduled or repeating cue: `DELETE /v1/cues/{id}?channel=...`."""
+    client = authenticate(request)
     channel = request.query.get("channel")
     if not channel:
         raise CueError("invalid_request", "the channel query parameter is required", status=400)
     cue_id = request.match_info["id"]
+    auth = request.app.get(AUTH)
+    if auth is not None and client is not None:
+        auth.authorize_channel(
+            client, resolve_channel(channel, request.app[GATEWAY].settings.channels)
+        )
     arn, state = request.app[GATEWAY].cancel(channel, cue_id)
     return json_response(
         {"id": cue_id, "channel": arn, "status": "cancelled", "state": state.value}
@@ -179,10 +213,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to accept cues; 503 while draining for shutdown."""
-    if request.app[GATEWAY].draining:
-        return json_response({"status": "draining"}, status=503)
-    return json_response({"status": "ready"})
+    """Ready to accept cues; 503 while draining. While IVS fails, `degraded` with the reason:
+    cues are still accepted and held, so the instance stays in rotation."""
+    health = request.app[GATEWAY].health()
+    return json_response(health, status=503 if health["status"] == "draining" else 200)
 
 
 @routes.get("/openapi.json")

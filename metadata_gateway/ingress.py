@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
+from metadata_gateway.cues import Cue
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Accepted, Gateway
 from metadata_gateway.metrics import Metrics
@@ -19,7 +21,13 @@ def decode_json(body: bytes | str) -> Any:
         raise CueError("invalid_json", f"the body is not valid JSON: {exc}", status=400) from None
 
 
-def submit_document(gateway: Gateway, metrics: Metrics, document: Any) -> list[Accepted]:
+def submit_document(
+    gateway: Gateway,
+    metrics: Metrics,
+    document: Any,
+    *,
+    authorize: Callable[[Sequence[Cue]], None] | None = None,
+) -> list[Accepted]:
     """Queue a single cue object or a `{"cues": [...]}` batch, counting what happened."""
     batch = isinstance(document, dict) and "cues" in document and "channel" not in document
     if batch:
@@ -38,7 +46,7 @@ def submit_document(gateway: Gateway, metrics: Metrics, document: Any) -> list[A
     else:
         cues = [document]
     try:
-        answers = gateway.submit(cues, batch=batch)
+        answers = gateway.submit(cues, batch=batch, authorize=authorize)
     except CueError as exc:
         raise reject(metrics, exc, len(cues)) from None
     for answer in answers:

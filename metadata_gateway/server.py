@@ -39,6 +39,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         await site.start()
         url = _site_url(runner, settings.host)
         log.info("gateway listening", extra={"url": url, "region": settings.region})
+        if not settings.tokens:
+            log.warning(
+                "AUTHENTICATION IS OFF: anyone who can reach this port can put text into the "
+                "live streams; configure [[tokens]] for production",
+                extra={"local_ivs": settings.local_ivs},
+            )
         if settings.local_ivs:
             _log_demo(url)
         await stop.wait()

@@ -7,8 +7,9 @@ import socket
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from metadata_gateway.appkeys import GATEWAY, METRICS, RECEIPTS, WS_HUB
+from metadata_gateway.appkeys import AUTH, GATEWAY, METRICS, RECEIPTS, WS_HUB
 from metadata_gateway.errors import CueError
+from metadata_gateway.http_api import authenticate
 from metadata_gateway.ws_session import FRAME_HARD_LIMIT_FACTOR, WsSession
 
 
@@ -30,6 +31,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat, max_msg_size=limit * FRAME_HARD_LIMIT_FACTOR
     )
+    client = authenticate(request)
     if gateway.draining:
         raise CueError("shutting_down", "the gateway is shutting down", status=503, retry_after=5)
     await ws.prepare(request)
@@ -40,6 +42,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         gateway=gateway,
         metrics=metrics,
         router=request.app[RECEIPTS],
+        auth=request.app.get(AUTH),
+        client=client,
         max_in_flight=settings.ws_max_in_flight,
         outbound_max_bytes=settings.ws_outbound_max_bytes,
     )

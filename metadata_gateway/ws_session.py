@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from metadata_gateway.auth import Authenticator, TokenSpec
+from metadata_gateway.cues import Cue, resolve_channel
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.ingress import decode_json, reject, submit_document
@@ -34,6 +37,8 @@ class WsSession:
         gateway: Gateway,
         metrics: Metrics,
         router: ReceiptRouter,
+        auth: Authenticator | None,
+        client: TokenSpec | None,
         max_in_flight: int,
         outbound_max_bytes: int,
     ) -> None:
@@ -42,6 +47,8 @@ class WsSession:
         self._gateway = gateway
         self._metrics = metrics
         self._router = router
+        self._auth = auth
+        self._client = client
         self._max_in_flight = max_in_flight
         self._outbound_max = outbound_max_bytes
         self.in_flight: set[tuple[str, str]] = set()
@@ -146,7 +153,9 @@ class WsSession:
             self.send({"op": "nack", "ref": ref, "error": exc.body()})
             return
         try:
-            answers = submit_document(self._gateway, self._metrics, document)
+            answers = submit_document(
+                self._gateway, self._metrics, document, authorize=self._authorizer()
+            )
         except CueError as exc:  # already counted by submit_document
             self.send({"op": "nack", "ref": ref, "error": exc.body()})
             return
@@ -158,12 +167,22 @@ class WsSession:
             entries.append(answer.as_json())
         self.send({"op": "ack", "ref": ref, "cues": entries})
 
+    def _authorizer(self) -> Callable[[Sequence[Cue]], None] | None:
+        auth, client = self._auth, self._client
+        if auth is None or client is None:
+            return None
+        return lambda cues: auth.authorize(client, cues)
+
     def _cancel(self, ref: Any, frame: dict[str, Any]) -> None:
         channel, cue_id = frame.get("channel"), frame.get("id")
         try:
             if not isinstance(cue_id, str) or not cue_id:
                 raise CueError("invalid_request", "cancel needs an id", status=400, field="id")
-            arn, state = self._gateway.cancel(channel if isinstance(channel, str) else "", cue_id)
+            name = channel if isinstance(channel, str) else ""
+            if self._auth is not None and self._client is not None:
+                arn = resolve_channel(name, self._gateway.settings.channels)
+                self._auth.authorize_channel(self._client, arn)
+            arn, state = self._gateway.cancel(name, cue_id)
         except CueError as exc:
             self.send({"op": "nack", "ref": ref, "error": exc.body()})
             return

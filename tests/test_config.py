@@ -59,3 +59,30 @@ def test_bad_config_file_is_refused(tmp_path: Path) -> None:
             load_settings(flags={"config": str(path)}, environ={})
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(flags={"config": str(tmp_path / "missing.toml")}, environ={})
+
+
+def test_tokens_come_from_the_config_or_a_tokens_file(tmp_path: Path) -> None:
+    """[[tokens]] entries load as hashes with scopes and rates; mistakes are refused."""
+    digest = "a" * 64
+    path = tmp_path / "tokens.toml"
+    path.write_text(
+        f'[[tokens]]\nname = "quiz"\nsha256 = "{digest}"\nchannels = ["main"]\nrate = 5\n'
+    )
+    settings = load_settings(flags={"tokens_file": str(path)}, environ={})
+    [token] = settings.tokens
+    assert (token.name, token.sha256, token.channels, token.rate) == (
+        "quiz",
+        digest,
+        ("main",),
+        5.0,
+    )
+    bad = {
+        '[[tokens]]\nname = "x"\ntoken = "plain"': "unknown key 'token'",
+        '[[tokens]]\nname = "x"': "sha256 is required",
+        '[[tokens]]\nname = "x"\nsha256 = "abc"': "sha256 must be 64 hex digits",
+        f'[[tokens]]\nname = "x"\nsha256 = "{digest}"\nrate = 0': "rate must be greater than 0",
+    }
+    for text, message in bad.items():
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_settings(flags={"tokens_file": str(path)}, environ={})

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import math
 import re
+import time
 
 import orjson
 import pytest

@@ -72,3 +72,39 @@ async def test_bad_settings_stop_the_process_with_a_clear_message() -> None:
     _, err = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 2
     assert b"channel_rate must be 1-5" in err
+
+
+async def test_no_secret_ever_reaches_the_logs(tmp_path: Path) -> None:
+    """Tokens (good and bad) and AWS secrets used in a run appear in no log line."""
+    from metadata_gateway.auth import hash_token
+
+    token, wrong, aws_secret = "mgw_RightToken123", "mgw_WrongToken456", "AwsSecret/789+xyz"
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(f'[[tokens]]\nname = "quiz"\nsha256 = "{hash_token(token)}"\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "metadata_gateway", "serve", "--local-ivs", "--port", "0"),
+        *("--tokens-file", str(tokens), "--log-level", "debug", "--drain-timeout", "1"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": aws_secret},
+    )
+    try:
+        assert process.stderr is not None
+        url = str((await read_json_line(process.stderr, "gateway listening"))["url"])
+        async with aiohttp.ClientSession() as http:
+            cue = {"channel": "demo", "type": "quiz", "data": {"question_id": "q1"}}
+            for bearer, expected in ((token, 202), (wrong, 401)):
+                headers = {"Authorization": f"Bearer {bearer}"}
+                async with http.post(f"{url}/v1/cues", json=cue, headers=headers) as response:
+                    assert response.status == expected
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 15)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    logs = out + err
+    assert b"drained" in logs
+    for secret in (token, wrong, aws_secret):
+        assert secret.encode() not in logs
