@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -57,6 +56,7 @@ class WsSession:
         self._ready = asyncio.Event()
         self.close_reason: str | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -79,8 +79,16 @@ class WsSession:
         self._out_bytes += len(data)
         self._ready.set()
         if self._out_bytes + self._transport_backlog() > self._outbound_max:
+            # The writer may be stuck on a full socket: stop it and close from a task of our own.
             self.close_reason = "slow_consumer"
-            self._ready.set()
+            self._out.clear()
+            self._out_bytes = 0
+            if self._writer is not None:
+                self._writer.cancel()
+            self._closer = asyncio.create_task(
+                self._close(WSCloseCode.POLICY_VIOLATION, "receipts not read fast enough"),
+                name="ws-close-slow-consumer",
+            )
 
     deliver = send  # ReceiptSubscriber
 
@@ -97,14 +105,13 @@ class WsSession:
         while True:
             await self._ready.wait()
             self._ready.clear()
-            if self.close_reason == "slow_consumer":
-                await self._close(WSCloseCode.POLICY_VIOLATION, "receipts not read fast enough")
-                return
-            while self._out and self.close_reason is None:
+            while self._out:
                 data = self._out.popleft()
                 self._out_bytes -= len(data)
                 await ws.send_frame(data, WSMsgType.TEXT)
                 self._metrics.ws_messages.labels("out").inc()
+            if self.close_reason is not None:
+                return
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -116,21 +123,26 @@ class WsSession:
                 self._transport.abort()
 
     async def close(self, code: int, reason: str) -> None:
-        """Close with `code` after flushing what is queued (used at shutdown)."""
-        self.close_reason = self.close_reason or reason
-        if self._writer is not None:
+        """Flush what is queued (for a bounded time), then close with `code` (at shutdown)."""
+        if self.close_reason is None:
+            self.close_reason = reason  # from now on nothing new is queued
+        writer = self._writer
+        if writer is not None and not writer.done():
             self._ready.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                self._writer.cancel()
-                await self._writer
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await asyncio.shield(writer)
+            except TimeoutError:
+                writer.cancel()
         await self._close(code, reason)
 
     async def stop_writer(self) -> None:
-        """Cancel the writer task and wait for it."""
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        """Cancel the writer (and wait for a slow-consumer close) once the session is over."""
+        tasks = [t for t in (self._writer, self._closer) if t is not None]
+        for task in tasks:
+            if task is self._writer:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- inbound ------------------------------------------------------------------------
 
