@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from metadata_gateway.channel_queue import Batch, Pending
@@ -119,6 +127,15 @@ class Metrics:
                 default=0,
             )
         )
+        # Process memory and CPU, in this registry since it is not the global one.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        for name, value, unit in (
+            ("queue_limit_cues", gateway.settings.total_max_cues, "cues"),
+            ("queue_limit_bytes", gateway.settings.total_max_bytes, "bytes"),
+        ):
+            bound = Gauge(f"{_NS}_{name}", f"The process-wide queue bound in {unit}.", registry=r)
+            bound.set(value)
         limit = Gauge(
             f"{_NS}_account_budget_limit", "Calls per second allowed per account.", registry=r
         )
