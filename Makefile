@@ -2,8 +2,9 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FRONTEND := metadata_gateway/web/static/build/.built
 
-.PHONY: run test lint bench
+.PHONY: run test lint js-test bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -11,7 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The demo viewer's player comes from npm; without npm the viewer and browser tests are skipped.
+$(FRONTEND): frontend/package-lock.json frontend/build.mjs $(wildcard frontend/src/*)
+	@if command -v npm >/dev/null; then \
+		cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build && touch ../$(FRONTEND); \
+	else echo "npm not found: skipping the viewer build"; fi
+
+run: $(STAMP) $(FRONTEND)
 	$(BIN)/metadata-gateway serve --local-ivs
 
 lint: $(STAMP)
@@ -19,7 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict metadata_gateway
 
-test: lint
+js-test:
+	@if command -v node >/dev/null; then node --test clients/js; else echo "node not found: skipping"; fi
+
+test: lint $(FRONTEND) js-test
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 bench: $(STAMP)

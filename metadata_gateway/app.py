@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from metadata_gateway.appkeys import AUTH, GATEWAY, METRICS, RECEIPTS, WS_HUB
+from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS, RECEIPTS, WS_HUB
 from metadata_gateway.auth import Authenticator
 from metadata_gateway.config import Settings
 from metadata_gateway.gateway import Gateway
@@ -17,6 +18,9 @@ from metadata_gateway.receipts import ReceiptRouter
 from metadata_gateway.sender import IvsSender
 from metadata_gateway.ws_api import websocket_handler
 from metadata_gateway.ws_session import WsHub
+
+if TYPE_CHECKING:
+    from metadata_gateway.distributed import DistributedRuntime
 
 
 def create_app(
@@ -41,7 +45,21 @@ def create_app(
             await sender.client(settings.region)  # load the service model now, not on a cue
         else:
             target = sink
-        gateway = Gateway(settings, sink=target, clock=clock)
+        runtime: DistributedRuntime | None = None
+        if settings.redis_url is None:
+            gateway = Gateway(settings, sink=target, clock=clock)
+        else:
+            # Imported here: redis is needed only in distributed mode.
+            from metadata_gateway.distributed import DistributedRuntime
+
+            runtime = DistributedRuntime(settings)
+            gateway = Gateway(
+                runtime.local_settings(),
+                sink=target,
+                clock=clock,
+                gate=runtime.gate,
+                new_id=runtime.new_id,
+            )
         metrics = Metrics(gateway)
         receipts = ReceiptRouter()
         hub = WsHub()
@@ -53,10 +71,16 @@ def create_app(
         if settings.tokens:
             app[AUTH] = Authenticator(settings.tokens, settings.channels, clock=gateway.now)
         gateway.start()
+        if runtime is not None:
+            await runtime.start(gateway, receipts)
+            assert runtime.intake is not None
+            app[INTAKE] = runtime.intake
         try:
             yield
         finally:
             await hub.close_all()
+            if runtime is not None:
+                await runtime.close()  # queued cues stay in Redis for the next owner
             await gateway.close()
             if sender is not None:
                 await sender.close()

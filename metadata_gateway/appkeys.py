@@ -6,6 +6,7 @@ from aiohttp import web
 
 from metadata_gateway.auth import Authenticator
 from metadata_gateway.gateway import Gateway
+from metadata_gateway.intake import Intake
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
 from metadata_gateway.ws_session import WsHub
@@ -15,3 +16,4 @@ METRICS = web.AppKey("metrics", Metrics)
 RECEIPTS = web.AppKey("receipts", ReceiptRouter)
 WS_HUB = web.AppKey("ws_hub", WsHub)
 AUTH = web.AppKey("auth", Authenticator)  # absent when the gateway runs without tokens
+INTAKE: web.AppKey[Intake] = web.AppKey("intake")  # absent: the gateway's own queues

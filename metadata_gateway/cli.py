@@ -24,12 +24,19 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--account-rate", type=int, help="PutMetadata calls/s per account (default 155, IVS's max)")
     add("--local-ivs", action="store_const", const=True, help="run a local IVS with a demo channel")
     add("--local-ivs-port", type=int, help="port of the local IVS (default: any free port)")
+    add(
+        "--playback",
+        action="store_const",
+        const=True,
+        help="with --local-ivs: live HLS at each channel's playbackUrl, for /viewer (needs ffmpeg)",
+    )
     add("--drain-timeout", type=float, help="seconds to send queued cues on SIGTERM (default 10)")
     add("--channel-max-cues", type=int, help="queued cues per channel (default 1000)")
     add("--channel-max-bytes", type=int, help="queued bytes per channel (default 262144)")
     add("--total-max-cues", type=int, help="queued cues in the process (default 100000)")
     add("--total-max-bytes", type=int, help="queued bytes in the process (default 64 MiB)")
     add("--max-body-bytes", type=int, help="largest request body (default 262144)")
+    add("--redis-url", help="Redis for distributed mode, e.g. redis://host:6379/0 (MG_REDIS_URL)")
     add("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     add("--tokens-file", metavar="FILE", help="TOML file of [[tokens]] (also MG_TOKENS_FILE)")
     add(

@@ -39,6 +39,7 @@ class Settings:
     account_rate: int = IVS_ACCOUNT_RATE
     local_ivs: bool = False
     local_ivs_port: int = 0
+    playback: bool = False
     channels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     channel_max_cues: int = 1_000
     channel_max_bytes: int = 256 * 1024
@@ -55,6 +56,8 @@ class Settings:
     log_level: str = "info"
     tokens: tuple[TokenSpec, ...] = ()
     insecure_no_auth: bool = False
+    redis_url: str | None = None  # set: distributed mode (docs/scaling.md)
+    redis_partitions: int = 16  # streams the channels are hashed over; fixed for a deployment
 
     def __post_init__(self) -> None:
         self._validate()
@@ -64,6 +67,8 @@ class Settings:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         if not 0 <= self.local_ivs_port <= 65535:
             raise ConfigError(f"local_ivs_port must be 0-65535, not {self.local_ivs_port}")
+        if self.playback and not self.local_ivs:
+            raise ConfigError("playback needs local_ivs: the local IVS is what plays the channels")
         if not 1 <= self.channel_rate <= IVS_CHANNEL_RATE:
             raise ConfigError(
                 f"channel_rate must be 1-{IVS_CHANNEL_RATE} (IVS allows no more), "
@@ -88,6 +93,12 @@ class Settings:
         for name in ("drain_timeout", "ivs_timeout", "offline_probe_interval", "ws_heartbeat"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be greater than 0")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError("redis_url must start with redis://, rediss:// or unix://")
+        if not 1 <= self.redis_partitions <= 1024:
+            raise ConfigError(f"redis_partitions must be 1-1024, not {self.redis_partitions}")
         if self.window_margin < 0:
             raise ConfigError("window_margin must not be negative")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from metadata_gateway.ivs import IvsCallError, MetadataSink, Outcome
 from metadata_gateway.scheduler import BudgetScheduler, Dispatch
@@ -11,13 +12,30 @@ from metadata_gateway.scheduler import BudgetScheduler, Dispatch
 log = logging.getLogger(__name__)
 
 
+class CallGate(Protocol):
+    """A budget shared beyond this process, asked before each call and told when it ended."""
+
+    async def acquire(self, channel_arn: str, budget: tuple[str, str]) -> tuple[object, float]:
+        """Admit a call now: return a ticket and 0, or None and the seconds to wait first."""
+
+    async def release(self, ticket: object) -> None:
+        """The admitted call was answered (or failed, or was abandoned)."""
+
+
 class Dispatcher:
     """Runs one budget's scheduler: one loop task, plus one task per call in flight."""
 
     def __init__(
-        self, scheduler: BudgetScheduler, sink: MetadataSink, *, region: str, timeout: float
+        self,
+        scheduler: BudgetScheduler,
+        sink: MetadataSink,
+        *,
+        region: str,
+        timeout: float,
+        gate: CallGate | None = None,
     ) -> None:
         self.scheduler = scheduler
+        self._gate = gate
         self._sink = sink
         self._region = region
         self._timeout = timeout
@@ -67,6 +85,28 @@ class Dispatcher:
                     timer.cancel()
 
     async def _send(self, dispatch: Dispatch) -> None:
+        if self._gate is None:
+            await self._call(dispatch)
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            ticket, wait = await self._gate.acquire(
+                dispatch.channel.arn.arn, dispatch.channel.arn.budget
+            )
+        except asyncio.CancelledError:
+            self.scheduler.defer(dispatch, loop.time(), loop.time())
+            raise
+        if ticket is None:
+            # Not now: another process spent the shared budget. Not a failure of the channel.
+            self.scheduler.defer(dispatch, loop.time() + wait, loop.time())
+            self._wake.set()
+            return
+        try:
+            await self._call(dispatch)
+        finally:
+            await asyncio.shield(self._gate.release(ticket))
+
+    async def _call(self, dispatch: Dispatch) -> None:
         loop = asyncio.get_running_loop()
         outcome, message = Outcome.OK, ""
         try:

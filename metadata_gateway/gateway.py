@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,7 +17,7 @@ from metadata_gateway.channel import Channel
 from metadata_gateway.channel_queue import Batch, CueState, Pending
 from metadata_gateway.config import Settings
 from metadata_gateway.cues import Cue, id_factory, parse_cue, resolve_channel
-from metadata_gateway.dispatcher import Dispatcher
+from metadata_gateway.dispatcher import CallGate, Dispatcher
 from metadata_gateway.errors import CueError
 from metadata_gateway.events import DeliveryListener, DropReason
 from metadata_gateway.idempotency import IdState, RecentIds
@@ -61,9 +62,11 @@ class Gateway:
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.settings = settings
         self._sink = sink
+        self._gate = gate
         self._clock = clock
         self.wall_clock = wall_clock
         self._new_id = new_id or id_factory()
@@ -105,24 +108,8 @@ class Gateway:
     ) -> list[Accepted]:
         """Validate, authorize and queue cues, all or none; raise `CueError` for the first
         problem."""
-        if self.draining:
-            raise CueError(
-                "shutting_down",
-                "the gateway is shutting down; send to another instance",
-                status=503,
-                retry_after=SHUTDOWN_RETRY_AFTER_S,
-            )
-        if len(objs) > MAX_CUES_PER_REQUEST:
-            raise CueError(
-                "invalid_cue",
-                f"at most {MAX_CUES_PER_REQUEST} cues per request, not {len(objs)}",
-                status=400,
-                field="cues",
-            )
+        cues = self.prepare(objs, batch=batch, authorize=authorize)
         now, wall = self.now(), self.wall_clock()
-        cues = [self._parse(obj, index if batch else None, wall) for index, obj in enumerate(objs)]
-        if authorize is not None:
-            authorize(cues)
         answers: list[Accepted] = []
         fresh: list[Cue] = []
         seen: dict[tuple[str, str], Cue] = {}
@@ -141,6 +128,64 @@ class Gateway:
         for cue in fresh:
             self._enqueue(cue, now, wall)
         return answers
+
+    def prepare(
+        self,
+        objs: Sequence[object],
+        *,
+        batch: bool = False,
+        authorize: Callable[[Sequence[Cue]], None] | None = None,
+    ) -> list[Cue]:
+        """Validate and authorize cues without queueing them; raise `CueError` for the first
+        problem (the first half of `submit`, for an intake that keeps cues elsewhere)."""
+        if self.draining:
+            raise CueError(
+                "shutting_down",
+                "the gateway is shutting down; send to another instance",
+                status=503,
+                retry_after=SHUTDOWN_RETRY_AFTER_S,
+            )
+        if len(objs) > MAX_CUES_PER_REQUEST:
+            raise CueError(
+                "invalid_cue",
+                f"at most {MAX_CUES_PER_REQUEST} cues per request, not {len(objs)}",
+                status=400,
+                field="cues",
+            )
+        wall = self.wall_clock()
+        cues = [self._parse(obj, index if batch else None, wall) for index, obj in enumerate(objs)]
+        if authorize is not None:
+            authorize(cues)
+        return cues
+
+    def enqueue_accepted(self, cue: Cue, *, accepted_wall: float) -> None:
+        """Queue a cue another component already accepted and bounded (at `accepted_wall`, Unix
+        seconds), so that its TTL still counts from its acceptance."""
+        now, wall = self.now(), self.wall_clock()
+        if cue.not_before is None:
+            cue = dataclasses.replace(cue, ttl=max(0.0, cue.ttl - max(0.0, wall - accepted_wall)))
+        self._enqueue(cue, now, wall)
+
+    def evict(self, arns: Iterable[str]) -> list[Pending]:
+        """Forget the waiting, scheduled and repeating cues of these channels without telling the
+        listeners (another process sends them now); return them. Calls in flight go on."""
+        forgotten: list[Pending] = []
+        now = self.now()
+        for arn in arns:
+            channel = self.channels.get(arn)
+            if channel is None:
+                continue
+            queue = channel.queue
+            for pending in [*queue, *queue.scheduled]:
+                queue.remove(pending)
+                self.recent.forget(arn, pending.cue.id)
+                self._release([pending])
+                forgotten.append(pending)
+            for pending in queue.repeating:
+                queue.cancel(pending.cue.id)
+                forgotten.append(pending)
+            self.schedulers[channel.arn.budget].touch(channel, now)
+        return forgotten
 
     def _parse(self, obj: object, index: int | None, wall: float) -> Cue:
         try:
@@ -339,7 +384,11 @@ class Gateway:
     def _start_dispatcher(self, budget: tuple[str, str]) -> None:
         region = budget[0]
         dispatcher = Dispatcher(
-            self.schedulers[budget], self._sink, region=region, timeout=self.settings.ivs_timeout
+            self.schedulers[budget],
+            self._sink,
+            region=region,
+            timeout=self.settings.ivs_timeout,
+            gate=self._gate,
         )
         self.dispatchers[budget] = dispatcher
         dispatcher.start()

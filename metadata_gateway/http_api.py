@@ -11,13 +11,14 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from metadata_gateway.appkeys import AUTH, GATEWAY, METRICS
+from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS
 from metadata_gateway.auth import TokenSpec
 from metadata_gateway.channel import Channel
 from metadata_gateway.cues import Cue, resolve_channel
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Gateway
-from metadata_gateway.ingress import decode_json, reject, submit_document
+from metadata_gateway.ingress import accept_document, decode_json, reject
+from metadata_gateway.intake import Intake, LocalIntake
 from metadata_gateway.metrics import CONTENT_TYPE
 
 routes = web.RouteTableDef()
@@ -101,10 +102,15 @@ async def post_cues(request: web.Request) -> web.Response:
         document = decode_json(body)
     except CueError as exc:
         raise reject(metrics, exc) from None
-    answers = submit_document(
-        request.app[GATEWAY], metrics, document, authorize=cue_authorizer(request, client)
+    answers = await accept_document(
+        intake_of(request.app), metrics, document, authorize=cue_authorizer(request, client)
     )
     return json_response({"cues": [a.as_json() for a in answers]}, status=202)
+
+
+def intake_of(app: web.Application) -> Intake:
+    """Where this app keeps accepted cues: its configured intake, or the gateway's queues."""
+    return app.get(INTAKE) or LocalIntake(app[GATEWAY])
 
 
 def _body_too_large(size: int | None, limit: int) -> CueError:
@@ -216,6 +222,9 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready to accept cues; 503 while draining. While IVS fails, `degraded` with the reason:
     cues are still accepted and held, so the instance stays in rotation."""
     health = request.app[GATEWAY].health()
+    reason = intake_of(request.app).unavailable()
+    if reason is not None and health["status"] != "draining":
+        return json_response({"status": "unavailable", "reason": reason}, status=503)
     return json_response(health, status=503 if health["status"] == "draining" else 200)
 
 

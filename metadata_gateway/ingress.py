@@ -10,6 +10,7 @@ import orjson
 from metadata_gateway.cues import Cue
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Accepted, Gateway
+from metadata_gateway.intake import Intake
 from metadata_gateway.metrics import Metrics
 
 
@@ -29,6 +30,34 @@ def submit_document(
     authorize: Callable[[Sequence[Cue]], None] | None = None,
 ) -> list[Accepted]:
     """Queue a single cue object or a `{"cues": [...]}` batch, counting what happened."""
+    cues, batch = split_document(metrics, document)
+    try:
+        answers = gateway.submit(cues, batch=batch, authorize=authorize)
+    except CueError as exc:
+        raise reject(metrics, exc, len(cues)) from None
+    count_answers(metrics, answers)
+    return answers
+
+
+async def accept_document(
+    intake: Intake,
+    metrics: Metrics,
+    document: Any,
+    *,
+    authorize: Callable[[Sequence[Cue]], None] | None = None,
+) -> list[Accepted]:
+    """Like `submit_document`, through an intake that may keep the cues elsewhere first."""
+    cues, batch = split_document(metrics, document)
+    try:
+        answers = await intake.submit(cues, batch=batch, authorize=authorize)
+    except CueError as exc:
+        raise reject(metrics, exc, len(cues)) from None
+    count_answers(metrics, answers)
+    return answers
+
+
+def split_document(metrics: Metrics, document: Any) -> tuple[list[Any], bool]:
+    """The cue objects a document holds, and whether it was a batch."""
     batch = isinstance(document, dict) and "cues" in document and "channel" not in document
     if batch:
         cues = document["cues"]
@@ -45,15 +74,15 @@ def submit_document(
             raise reject(metrics, error, len(cues))
     else:
         cues = [document]
-    try:
-        answers = gateway.submit(cues, batch=batch, authorize=authorize)
-    except CueError as exc:
-        raise reject(metrics, exc, len(cues)) from None
+    return cues, batch
+
+
+def count_answers(metrics: Metrics, answers: Sequence[Accepted]) -> None:
+    """Count accepted cues and duplicates."""
     for answer in answers:
         metrics.received.labels(answer.type).inc()
         if answer.status == "duplicate":
             metrics.duplicates.inc()
-    return answers
 
 
 def reject(metrics: Metrics, error: CueError, count: int = 1) -> CueError:

@@ -73,6 +73,13 @@ class SlidingWindowLimiter:
         self._in_flight -= 1
         bisect.insort(self._ends, now)
 
+    def abandon(self, call: Call) -> None:
+        """Forget an admitted call that was never sent (another limiter said not now)."""
+        if call.ended is not None:
+            return
+        call.ended = call.started
+        self._in_flight -= 1
+
     def recent_calls(self, now: float) -> int:
         """Calls that may still count against the window at `now`, in flight included."""
         self._prune(now)

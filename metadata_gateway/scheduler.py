@@ -188,6 +188,22 @@ class BudgetScheduler:
         self._schedule(channel, now)
         self._arm(channel, now)
 
+    def defer(self, dispatch: Dispatch, until: float, now: float) -> None:
+        """Take back a dispatched call that was never sent (a shared budget said not now): its
+        cues go back to the front and the channel waits until `until`, not counted a failure."""
+        channel, batch = dispatch.channel, dispatch.batch
+        self.limiter.abandon(dispatch.account_call)
+        channel.limiter.abandon(dispatch.channel_call)
+        self.in_flight -= 1
+        channel.slot = Slot.IDLE
+        channel.in_flight = None
+        channel.backoff_until = max(channel.backoff_until, until)
+        superseded = channel.queue.requeue(batch)
+        if superseded:
+            self.listener.cues_dropped(channel.arn.arn, superseded, DropReason.SUPERSEDED, now)
+        self._schedule(channel, now)
+        self._arm(channel, now)
+
     def drop_all(self, channels: list[Channel], reason: DropReason, now: float) -> int:
         """Empty the queues of `channels` (at shutdown); return how many cues were dropped."""
         dropped = 0

@@ -32,6 +32,11 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         if settings.local_ivs:
             settings, sender = await _start_local_ivs(settings, stack)
         app = create_app(settings, sink=sender)
+        if settings.local_ivs:
+            from metadata_gateway.web import add_demo_routes
+
+            assert settings.endpoint_url is not None  # the local IVS's URL, set above
+            add_demo_routes(app, local_ivs_url=settings.endpoint_url)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -46,7 +51,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                 extra={"local_ivs": settings.local_ivs},
             )
         if settings.local_ivs:
-            _log_demo(url)
+            _log_demo(url, playback=settings.playback)
         await stop.wait()
         gateway = app[GATEWAY]
         log.info(
@@ -72,6 +77,7 @@ async def _start_local_ivs(
                 region=settings.region,
                 channel_rate=settings.channel_rate,
                 account_rate=settings.account_rate,
+                playback=settings.playback,
             )
         )
     )
@@ -94,16 +100,26 @@ def _site_url(runner: web.AppRunner, host: str) -> str:
     return f"http://{host}"
 
 
-def _log_demo(url: str) -> None:
+def _log_demo(url: str, *, playback: bool) -> None:
     cue = '{"channel":"demo","type":"quiz","data":{"question_id":"q1","text":"2+2?"}}'
     curl = (
         f"curl -s -X POST {url}/v1/cues -H 'Content-Type: application/json' -d {shlex.quote(cue)}"
     )
     log.info("try it", extra={"curl": curl, "viewer_events": "GET <local IVS>/_local/metadata"})
-    print(f"\n  Post a cue:\n    {curl}\n", flush=True)
+    viewer = f"{url}/viewer?channel=demo" if playback else None
+    console = f"{url}/console?channel=demo"
+    log.info("demo pages", extra={"viewer": viewer, "console": console})
+    pages = (f"    viewer:  {viewer}\n" if viewer else "") + f"    console: {console}\n"
+    print(f"\n  Post a cue:\n    {curl}\n\n  Watch and send:\n{pages}", flush=True)
 
 
 def run(settings: Settings) -> int:
     """Run the gateway process to completion; returns its exit code."""
-    asyncio.run(serve(settings))
+    from metadata_gateway.local_ivs.playback import PlaybackUnavailable
+
+    try:
+        asyncio.run(serve(settings))
+    except PlaybackUnavailable as exc:
+        log.error("cannot start playback: %s", exc)
+        return 2
     return 0

@@ -7,7 +7,7 @@ import socket
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from metadata_gateway.appkeys import AUTH, GATEWAY, METRICS, RECEIPTS, WS_HUB
+from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS, RECEIPTS, WS_HUB
 from metadata_gateway.errors import CueError
 from metadata_gateway.http_api import authenticate
 from metadata_gateway.ws_session import FRAME_HARD_LIMIT_FACTOR, WsSession
@@ -46,6 +46,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         client=client,
         max_in_flight=settings.ws_max_in_flight,
         outbound_max_bytes=settings.ws_outbound_max_bytes,
+        intake=request.app.get(INTAKE),
     )
     hub.sessions.add(session)
     metrics.ws_connections.inc()
@@ -59,7 +60,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 if size > limit:
                     session.reject_oversized(size, limit)
                 else:
-                    session.handle(data)
+                    await session.receive(data)
             elif message.type is WSMsgType.ERROR:
                 reason = "frame_too_large" if ws.close_code == 1009 else "protocol_error"
         if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE and reason == "client_closed":

@@ -14,8 +14,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from metadata_gateway.auth import Authenticator, TokenSpec
 from metadata_gateway.cues import Cue, resolve_channel
 from metadata_gateway.errors import CueError
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.ingress import decode_json, reject, submit_document
+from metadata_gateway.gateway import Accepted, Gateway
+from metadata_gateway.ingress import accept_document, decode_json, reject, submit_document
+from metadata_gateway.intake import Intake
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
 
@@ -40,8 +41,10 @@ class WsSession:
         client: TokenSpec | None,
         max_in_flight: int,
         outbound_max_bytes: int,
+        intake: Intake | None = None,
     ) -> None:
         self.ws = ws
+        self._intake = intake
         self._transport = transport
         self._gateway = gateway
         self._metrics = metrics
@@ -146,8 +149,42 @@ class WsSession:
 
     # ---- inbound ------------------------------------------------------------------------
 
+    async def receive(self, text: str | bytes) -> None:
+        """Answer one frame like `handle`, awaiting the intake's keeping of the cues (the
+        reader awaits each frame, so acks stay in frame order)."""
+        if self._intake is None:
+            self.handle(text)
+            return
+        parsed = self._parse_frame(text)
+        if parsed is None:
+            return
+        ref, document = parsed
+        try:
+            answers = await accept_document(
+                self._intake, self._metrics, document, authorize=self._authorizer()
+            )
+        except CueError as exc:  # already counted by accept_document
+            self.send({"op": "nack", "ref": ref, "error": exc.body()})
+            return
+        self._ack(ref, answers)
+
     def handle(self, text: str | bytes) -> None:
         """Answer one frame with an ack or a nack; never raises for bad input."""
+        parsed = self._parse_frame(text)
+        if parsed is None:
+            return
+        ref, document = parsed
+        try:
+            answers = submit_document(
+                self._gateway, self._metrics, document, authorize=self._authorizer()
+            )
+        except CueError as exc:  # already counted by submit_document
+            self.send({"op": "nack", "ref": ref, "error": exc.body()})
+            return
+        self._ack(ref, answers)
+
+    def _parse_frame(self, text: str | bytes) -> tuple[Any, Any] | None:
+        """The ref and cue document of a frame; None when the frame was answered already."""
         self._metrics.ws_messages.labels("in").inc()
         ref: Any = None
         try:
@@ -157,20 +194,16 @@ class WsSession:
             ref = frame.get("ref")
             if frame.get("op") == "cancel":
                 self._cancel(ref, frame)
-                return
+                return None
             document, count = _document(frame)
             self._check_in_flight(count)
         except CueError as exc:
             reject(self._metrics, exc)
             self.send({"op": "nack", "ref": ref, "error": exc.body()})
-            return
-        try:
-            answers = submit_document(
-                self._gateway, self._metrics, document, authorize=self._authorizer()
-            )
-        except CueError as exc:  # already counted by submit_document
-            self.send({"op": "nack", "ref": ref, "error": exc.body()})
-            return
+            return None
+        return ref, document
+
+    def _ack(self, ref: Any, answers: Sequence[Accepted]) -> None:
         entries = []
         for answer in answers:
             if answer.status == "queued" or answer.delivered is False:

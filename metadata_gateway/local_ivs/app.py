@@ -6,6 +6,7 @@ from aiohttp import web
 
 from metadata_gateway.local_ivs import admin, api
 from metadata_gateway.local_ivs.keys import STATE_KEY
+from metadata_gateway.local_ivs.playback import routes as playback
 from metadata_gateway.local_ivs.state import LocalIvsState
 
 
@@ -15,5 +16,7 @@ def create_local_ivs_app(state: LocalIvsState) -> web.Application:
     app[STATE_KEY] = state
     # Admin routes first: the IVS catch-all would otherwise answer `/_local/...` itself.
     admin.add_routes(app)
+    if state.settings.playback:
+        playback.add_routes(app)
     api.add_routes(app)
     return app

@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import Callable
 
+from metadata_gateway.local_ivs.playback import PlaybackUnavailable
 from metadata_gateway.local_ivs.server import LocalIvs
 from metadata_gateway.local_ivs.settings import (
     DEFAULT_ACCOUNT_ID,
@@ -60,6 +61,14 @@ def _option(
     )
 
 
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, not {text!r}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the local IVS's options (each also read from `MG_LOCAL_IVS_<NAME>`) to `parser`."""
     _option(parser, "host", DEFAULT_HOST, str, "address to listen on")
@@ -82,6 +91,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _option(parser, "max-events", DEFAULT_MAX_EVENTS, _at_least_one, "accepted payloads kept")
     _option(parser, "max-channels", DEFAULT_MAX_CHANNELS, _at_least_one, "channel quota")
+    env = ENV_PREFIX + "PLAYBACK"
+    # `--playback` alone turns it on; like the other options, a bad MG_LOCAL_IVS_PLAYBACK is
+    # reported by argparse, which runs `_flag` over the string default.
+    parser.add_argument(
+        "--playback",
+        nargs="?",
+        const=True,
+        type=_flag,
+        default=os.environ.get(env, "false"),
+        metavar="BOOL",
+        help=f"serve live HLS with timed ID3 at each channel's playbackUrl; needs ffmpeg"
+        f" (env {env}; default off)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> LocalIvsSettings:
@@ -95,6 +117,7 @@ def settings_from(args: argparse.Namespace) -> LocalIvsSettings:
         account_rate=args.account_rate,
         max_events=args.max_events,
         max_channels=args.max_channels,
+        playback=args.playback,
     )
 
 
@@ -127,6 +150,11 @@ async def serve(settings: LocalIvsSettings) -> None:
                 settings.region,
                 settings.account_id,
             )
+            if settings.playback:
+                logger.info(
+                    "playback on: %s/_local/playback/<channel id>.m3u8 serves each live channel",
+                    ivs.url,
+                )
             await stop.wait()
             logger.info("local IVS stopping")
     finally:
@@ -147,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         asyncio.run(serve(settings))
+    except PlaybackUnavailable as error:
+        logger.error("%s", error)
+        return 2
     except OSError as error:
         logger.error("cannot listen on %s:%s: %s", settings.host, settings.port, error)
         return 1

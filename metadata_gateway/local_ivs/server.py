@@ -10,6 +10,8 @@ from types import TracebackType
 from aiohttp import web
 
 from metadata_gateway.local_ivs.app import create_local_ivs_app
+from metadata_gateway.local_ivs.playback import Playback
+from metadata_gateway.local_ivs.playback.routes import PLAYBACK_KEY
 from metadata_gateway.local_ivs.settings import LocalIvsSettings, base_url
 from metadata_gateway.local_ivs.state import Clock, LocalIvsState
 
@@ -46,6 +48,11 @@ class LocalIvs:
         if self._url is None:
             raise RuntimeError("LocalIvs is not started")
         return self._url
+
+    @property
+    def playback(self) -> Playback | None:
+        """The HLS playback server while started with `playback=True`; None otherwise."""
+        return self._runner.app.get(PLAYBACK_KEY) if self._runner is not None else None
 
     async def start(self) -> None:
         """Bind the port and start answering."""

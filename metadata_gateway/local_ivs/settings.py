@@ -32,6 +32,7 @@ class LocalIvsSettings:
     account_rate: int = DEFAULT_ACCOUNT_RATE
     max_events: int = DEFAULT_MAX_EVENTS
     max_channels: int = DEFAULT_MAX_CHANNELS
+    playback: bool = False  # serve live HLS at each channel's playbackUrl (needs ffmpeg)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

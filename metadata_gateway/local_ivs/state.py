@@ -43,6 +43,7 @@ from metadata_gateway.local_ivs.validation import (
 )
 
 Clock = Callable[[], float]
+StreamListener = Callable[[str, bool], None]  # (channel ARN, live): a stream started or stopped
 JsonObject = dict[str, Any]  # a JSON object as the wire carries it
 
 # maxResults bounds are the model's (MaxChannelResults, ...); defaults are the IVS API reference's.
@@ -85,6 +86,7 @@ class LocalIvsState:
         )
         self._events = EventLog(self.settings.max_events)
         self._stats = OperationStats()
+        self._stream_listeners: list[StreamListener] = []
 
     def __repr__(self) -> str:
         return (
@@ -340,9 +342,13 @@ class LocalIvsState:
                 position=next(self._positions),
                 health=health,
             )
+            started = True
         else:
             stream = dataclasses.replace(stream, health=health)
+            started = False
         self._streams[channel_arn] = stream
+        if started:
+            self._tell_streams(channel_arn, live=True)
         return {"stream": stream.to_json(playback_url=self.playback_url(channel))}
 
     def get_stream(self, channel_arn: str) -> JsonObject:
@@ -381,7 +387,24 @@ class LocalIvsState:
         self._channel("channelArn", channel_arn)
         self._live(channel_arn)
         del self._streams[channel_arn]
+        self._tell_streams(channel_arn, live=False)
         return {}
+
+    def watch_streams(self, listener: StreamListener) -> Callable[[], None]:
+        """Call `listener(arn, live)` as streams start and stop (now for those already live)."""
+        self._stream_listeners.append(listener)
+        for channel_arn in list(self._streams):
+            listener(channel_arn, True)
+
+        def unwatch() -> None:
+            if listener in self._stream_listeners:
+                self._stream_listeners.remove(listener)
+
+        return unwatch
+
+    def _tell_streams(self, channel_arn: str, *, live: bool) -> None:
+        for listener in tuple(self._stream_listeners):
+            listener(channel_arn, live)
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -473,7 +496,7 @@ class LocalIvsState:
     # -- helpers ----------------------------------------------------------------------------
 
     def playback_url(self, channel: Channel) -> str:
-        """The channel's playback URL, served (later) by this local IVS itself."""
+        """The channel's playback URL, served by this local IVS itself when playback is on."""
         return f"{self.base_url}/_local/playback/{channel.channel_id}.m3u8"
 
     def _channel_arn(self, channel_id: str) -> str:

@@ -1,0 +1,301 @@
+"""Distributed mode: several gateway processes, one Redis, one local IVS (docs/scaling.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+pytest.importorskip("redis")
+
+from distributed_harness import (
+    LoadResult,
+    delivered_ids,
+    free_port,
+    max_in_window,
+    post_load,
+    redis_server,
+    replicas,
+)
+from gateway_harness import new_channel, running_gateway
+
+from metadata_gateway.app import create_app
+from metadata_gateway.appkeys import GATEWAY
+from metadata_gateway.config import Settings
+from metadata_gateway.distributed.ownership import fair_limit, preferred_owner
+from metadata_gateway.local_ivs import LocalIvs
+
+needs_redis = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed"
+)
+
+CHANNELS = 40
+LOAD_S = 6.0
+CUES_PER_S = 600.0  # about 4 cues per call once 40 channels share 155 calls/s
+BATCH = 20
+KILL_AT_S = 2.0
+RESTART_AT_S = 3.0
+DELIVERY_DEADLINE_S = 15.0
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server on a random loopback port."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with redis_server() as url:
+        yield url
+
+
+async def _wait_delivered(ivs: LocalIvs, accepted: set[str]) -> None:
+    deadline = time.monotonic() + DELIVERY_DEADLINE_S
+    while not accepted <= set(delivered_ids(ivs.state.events)):
+        if time.monotonic() > deadline:
+            missing = accepted - set(delivered_ids(ivs.state.events))
+            raise AssertionError(f"{len(missing)} accepted cues never delivered")
+        await asyncio.sleep(0.1)
+
+
+def _cues_per_call(ivs: LocalIvs) -> float:
+    events = ivs.state.events
+    return len(delivered_ids(events)) / max(1, len(events))
+
+
+def _throttles(ivs: LocalIvs) -> int:
+    return ivs.state.stats().get("PutMetadata", {}).get("ThrottlingException", 0)
+
+
+@needs_redis
+@pytest.mark.timeout(60)
+async def test_three_replicas_survive_a_kill_within_ivs_limits(
+    make_local_ivs: Callable[..., Awaitable[LocalIvs]],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    """3 replicas, one killed with SIGKILL and restarted mid-load: never over either quota, no
+    throttling, every accepted cue delivered, repeats only around the kill, and as many cues per
+    call as one process."""
+    ivs = await make_local_ivs(max_events=200_000)
+    arns = [new_channel(ivs, f"ch{i}") for i in range(CHANNELS)]
+    common = ["--endpoint-url", ivs.url, "--insecure-no-auth", "--log-level", "warning"]
+    common += ["--drain-timeout", "1"]
+
+    single = LoadResult()
+    (tmp_path / "single").mkdir()
+    async with replicas(1, common, tmp_path / "single", http) as (one,):
+        await post_load(
+            http,
+            [one.url],
+            arns,
+            seconds=LOAD_S,
+            cues_per_s=CUES_PER_S,
+            batch=BATCH,
+            result=single,
+            prefix="s",
+        )
+        await _wait_delivered(ivs, single.accepted)
+    single_cpc = _cues_per_call(ivs)
+    assert _throttles(ivs) == 0
+    ivs.state.clear_events()
+    ivs.state.clear_stats()
+
+    result = LoadResult()
+    (tmp_path / "dist").mkdir()
+    with redis_server() as url:
+        args = [*common, "--redis-url", url]
+        async with replicas(3, args, tmp_path / "dist", http) as group:
+            loop = asyncio.get_running_loop()
+            load = asyncio.create_task(
+                post_load(
+                    http,
+                    [r.url for r in group],
+                    arns,
+                    seconds=LOAD_S,
+                    cues_per_s=CUES_PER_S,
+                    batch=BATCH,
+                    result=result,
+                )
+            )
+            start = loop.time()
+            await asyncio.sleep(KILL_AT_S)
+            group[1].kill()
+            killed_at = time.time()
+            await asyncio.sleep(start + RESTART_AT_S - loop.time())
+            group[1].start()
+            await group[1].ready(http)
+            await load
+            await _wait_delivered(ivs, result.accepted)
+            await asyncio.sleep(0.5)  # a late repeat would show now
+
+    events = ivs.state.events
+    ids = delivered_ids(events)
+    counts = Counter(ids)
+    repeats = {i: n - 1 for i, n in counts.items() if n > 1}
+    first_seen: dict[str, float] = {}
+    for event in events:
+        for item in orjson.loads(event.metadata)["c"]:
+            first_seen.setdefault(item["i"], event.time)
+    per_channel: dict[str, list[float]] = {}
+    for event in events:
+        per_channel.setdefault(event.channel_arn, []).append(event.time)
+    worst_channel = max(max_in_window(t) for t in per_channel.values())
+    worst_account = max_in_window([e.time for e in events])
+    dist_cpc = len(ids) / max(1, len(events))
+    print(
+        f"\nsingle: accepted={len(single.accepted)} cues/call={single_cpc:.2f}"
+        f"\ndistributed: accepted={len(result.accepted)} refused={result.refused} "
+        f"delivered={len(counts)} repeats={sum(repeats.values())} calls={len(events)} "
+        f"cues/call={dist_cpc:.2f} max/channel/s={worst_channel} max/account/s={worst_account} "
+        f"throttled={_throttles(ivs)}"
+    )
+    assert _throttles(ivs) == 0
+    assert worst_channel <= 5
+    assert worst_account <= 155
+    assert result.accepted <= set(counts)
+    assert len(result.accepted) > 0.6 * LOAD_S * CUES_PER_S
+    # A repeat is a cue the killed replica had sent but not yet settled when it died.
+    assert all(killed_at - 2.0 <= first_seen[i] <= killed_at + 0.1 for i in repeats)
+    assert abs(dist_cpc / single_cpc - 1) <= 0.2
+
+
+@pytest.fixture
+async def two_replicas(
+    local_ivs: LocalIvs, redis_url: str
+) -> AsyncIterator[tuple[web.Application, web.Application, str, str]]:
+    """Two in-process replicas sharing one Redis: (app A, app B, URL A, URL B)."""
+    async with (
+        running_gateway(local_ivs, redis_url=redis_url, insecure_no_auth=True) as a,
+        running_gateway(local_ivs, redis_url=redis_url, insecure_no_auth=True) as b,
+    ):
+        for gateway in (a, b):
+            await gateway.wait_for(lambda g=gateway: g.gateway.health()["status"] == "ready")
+        yield a.app, b.app, a.url, b.url
+
+
+@needs_redis
+async def test_websocket_receipts_cross_replicas(
+    local_ivs: LocalIvs,
+    two_replicas: tuple[web.Application, web.Application, str, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    """A WebSocket client on replica A gets `sent` receipts for cues replica B sent."""
+    app_a, app_b, url_a, _ = two_replicas
+    arns = [new_channel(local_ivs, f"ws{i}") for i in range(16)]
+    async with http.get(f"{url_a}/readyz") as response:
+        assert response.status == 200
+    await asyncio.sleep(1.2)  # both replicas see each other and split the partitions
+    async with http.ws_connect(f"{url_a}/v1/ws") as ws:
+        cues = [
+            {"channel": a, "type": "custom", "id": f"w{i}", "data": {}} for i, a in enumerate(arns)
+        ]
+        await ws.send_json({"op": "cues", "ref": 1, "cues": cues})
+        ack = await ws.receive_json(timeout=5)
+        assert ack["op"] == "ack"
+        sent: set[str] = set()
+        while len(sent) < len(arns):
+            message = await ws.receive_json(timeout=10)
+            assert message["op"] == "sent", message
+            sent.update(message["ids"])
+    by_b = sum(c.delivered_cues for c in app_b[GATEWAY].channels.values())
+    by_a = sum(c.delivered_cues for c in app_a[GATEWAY].channels.values())
+    assert by_b > 0
+    assert by_a + by_b >= len(arns)
+
+
+@needs_redis
+async def test_idempotent_ids_hold_across_replicas(
+    local_ivs: LocalIvs,
+    two_replicas: tuple[web.Application, web.Application, str, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    """The same client id posted to two replicas is queued once; the second answer is a
+    duplicate."""
+    _, _, url_a, url_b = two_replicas
+    arn = new_channel(local_ivs, "idem")
+    cue = {"channel": arn, "type": "custom", "id": "once", "data": {}}
+    async with http.post(f"{url_a}/v1/cues", json=cue) as response:
+        assert response.status == 202
+        assert (await response.json())["cues"][0]["status"] == "queued"
+    async with http.post(f"{url_b}/v1/cues", json=cue) as response:
+        assert response.status == 202
+        assert (await response.json())["cues"][0]["status"] == "duplicate"
+
+
+@needs_redis
+async def test_channel_bound_holds_across_replicas(local_ivs: LocalIvs, redis_url: str) -> None:
+    """The per-channel queue bound counts the cues accepted by every replica."""
+    arn = new_channel(local_ivs, "bound", live=False)
+    overrides = {"redis_url": redis_url, "insecure_no_auth": True, "channel_max_cues": 3}
+    async with (
+        running_gateway(local_ivs, **overrides) as a,
+        running_gateway(local_ivs, **overrides) as b,
+    ):
+        for gateway in (a, b):
+            await gateway.wait_for(lambda g=gateway: g.gateway.health()["status"] == "ready")
+        statuses = []
+        for i in range(4):
+            target = a if i % 2 else b
+            status, body, headers = await target.post(
+                {"channel": arn, "type": "custom", "data": {"i": i}}
+            )
+            statuses.append(status)
+        assert statuses == [202, 202, 202, 429]
+        assert body["error"]["code"] == "queue_full"
+        assert "Retry-After" in headers
+
+
+class _NoIvs:
+    async def put_metadata(self, *, region: str, channel_arn: str, metadata: str) -> None:
+        raise AssertionError("nothing may be sent")
+
+
+async def test_redis_unreachable_means_503_and_not_ready(http: aiohttp.ClientSession) -> None:
+    """Without Redis, readiness fails and cues get 503 with Retry-After: nothing is accepted
+    that could not be kept."""
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", insecure_no_auth=True)
+    app = create_app(settings, sink=_NoIvs())
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    url = f"http://{host}:{port}"
+    try:
+        async with http.get(f"{url}/readyz") as response:
+            assert response.status == 503
+            assert (await response.json())["status"] == "unavailable"
+        arn = "arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234"
+        cue = {"channel": arn, "type": "custom", "data": {}}
+        async with http.post(f"{url}/v1/cues", json=cue) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "2"
+            assert (await response.json())["error"]["code"] == "unavailable"
+    finally:
+        await runner.cleanup()
+
+
+def test_partitions_split_evenly_and_move_little() -> None:
+    """Rendezvous ownership gives each live replica a fair share, and a death moves only the
+    dead replica's partitions."""
+    live = ["a", "b", "c"]
+    owners = {p: preferred_owner(p, live) for p in range(300)}
+    shares = Counter(owners.values())
+    assert all(80 <= n <= 120 for n in shares.values())
+    after = {p: preferred_owner(p, ["a", "c"]) for p in range(300)}
+    assert all(after[p] == owners[p] for p in owners if owners[p] != "b")
+
+
+def test_account_share_follows_busy_channels() -> None:
+    """A replica's share of an account is proportional to its busy channels, at least one."""
+    assert fair_limit(155, 10, 40) == 38
+    assert fair_limit(155, 40, 40) == 155
+    assert fair_limit(155, 0, 40) == 3
+    assert fair_limit(155, 0, 0) == 155

@@ -1,0 +1,151 @@
+"""The whole loop in Debian's Chromium: gateway → local IVS → HLS → amazon-ivs-player → page."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from browser.harness import demo_gateway, require_browser, run_script
+
+# Set to keep the viewer's screenshot (the README's docs/viewer.png is taken this way).
+SCREENSHOT_ENV = "MG_VIEWER_SCREENSHOT"
+
+# Three posts, a little apart, so the cues span several PutMetadata calls and segments.
+ROUNDS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "channel": "demo",
+            "type": "quiz",
+            "id": "q1",
+            "data": {"question_id": "q1", "text": "2 + 2 = ?", "options": ["3", "4", "5"]},
+        },
+        {
+            "channel": "demo",
+            "type": "poll",
+            "id": "p1",
+            "data": {"poll_id": "p1", "yes": 12, "no": 5},
+        },
+        {"channel": "demo", "type": "caption", "id": "c1", "data": {"text": "Welcome to the show"}},
+    ],
+    [
+        {"channel": "demo", "type": "raw", "data": "GOAL! 1-0"},
+        {
+            "channel": "demo",
+            "type": "custom",
+            "id": "x1",
+            "data": {"score": [1, 0], "note": "¿Qué? ñ ü €"},
+        },
+        # Re-sent every second: the player sees it several times, the page shows it once.
+        {
+            "channel": "demo",
+            "type": "state",
+            "id": "s1",
+            "key": "quiz:current",
+            "data": {"question_id": "q2"},
+            "repeat_ms": 1000,
+        },
+    ],
+    [
+        {
+            "channel": "demo",
+            "type": "quiz",
+            "id": "q2",
+            "data": {"question_id": "q2", "text": "Capital of Peru?", "options": ["Lima", "Cusco"]},
+        },
+        {
+            "channel": "demo",
+            "type": "poll",
+            "id": "p2",
+            "data": {"poll_id": "p1", "yes": 30, "no": 9},
+        },
+        {"channel": "demo", "type": "caption", "id": "c2", "data": {"text": "Time is up!"}},
+    ],
+]
+
+
+def _expected() -> list[dict[str, Any]]:
+    decoded = []
+    for cue in (cue for round_ in ROUNDS for cue in round_):
+        if cue["type"] == "raw":
+            decoded.append({"kind": "raw", "text": cue["data"]})
+        else:
+            decoded.append(
+                {"kind": "cue", "id": cue["id"], "type": cue["type"], "data": cue["data"]}
+            )
+    return decoded
+
+
+async def test_posted_cues_fire_in_the_ivs_player_and_show_on_the_viewer(tmp_path: Path) -> None:
+    """Posted cues fire in amazon-ivs-player and decode to exactly those cues, in order, once."""
+    require_browser()
+    expected = _expected()
+    screenshot = os.environ.get(SCREENSHOT_ENV) or str(tmp_path / "viewer.png")
+    async with demo_gateway(playback=True) as gw:
+        report = await run_script(
+            "viewer.mjs",
+            {
+                "gateway": gw.url,
+                "channel": "demo",
+                "rounds": ROUNDS,
+                "roundGapMs": 400,
+                "expected": len(expected),
+                "playingTimeoutMs": 15_000,
+                "cuesTimeoutMs": 15_000,
+                "settleMs": 2_500,
+                "screenshot": screenshot,
+            },
+            tmp_path,
+            within=50,
+        )
+        accepted = gw.ivs.state.events_of(gw.arn)
+    assert report["errors"] == [], report
+    assert [answer["status"] for answer in report["answers"]] == [202, 202, 202]
+    # What the page decoded is exactly what was posted, in order, none missing, none twice.
+    assert report["cues"] == expected
+    # The player really fired TEXT_METADATA_CUE events with the payloads IVS accepted...
+    texts = [event["text"] for event in report["events"]]
+    assert set(texts) <= {event.metadata for event in accepted}
+    # ...including the state cue's re-sends, which the decoder dropped by id.
+    state_payloads = [t for t in texts if '"i":"s1"' in t]
+    assert len(state_payloads) >= 2, texts
+    # The page shows every cue, with its delay from the gateway's accept time.
+    ids = [cue["id"] for cue in expected if cue["kind"] == "cue"]
+    shown = {entry["id"]: entry for entry in report["shown"]}
+    assert sorted(shown) == sorted(ids)
+    assert all(0 < entry["delayMs"] < 15_000 for entry in shown.values()), shown
+    assert report["rawShown"] == ["GOAL! 1-0"]
+    assert "Capital of Peru?" in report["panels"]["quiz"]
+    assert "30" in report["panels"]["poll"]
+    assert report["panels"]["caption"] == "Time is up!"
+    assert await asyncio.to_thread(os.path.getsize, screenshot) > 10_000
+
+
+async def test_console_sends_a_quiz_question_and_shows_its_receipt(tmp_path: Path) -> None:
+    """A click on the console's quiz button sends it over /v1/ws; its `sent` receipt appears."""
+    require_browser()
+    question = f"Console question {time.time_ns()}"
+    async with demo_gateway(playback=False) as gw:
+        report = await run_script(
+            "console.mjs",
+            {
+                "gateway": gw.url,
+                "channel": "demo",
+                "question": question,
+                "receiptTimeoutMs": 10_000,
+            },
+            tmp_path,
+            within=40,
+        )
+        payloads = [orjson.loads(event.metadata) for event in gw.ivs.state.events_of(gw.arn)]
+    receipt = report["receipt"]
+    assert receipt["type"] == "quiz"
+    assert receipt["status"] == "sent"
+    assert re.fullmatch(r"\d+ ms", receipt["latency"]), receipt
+    # It went the way any client's cue goes: through the gateway to IVS.
+    sent = [item for payload in payloads for item in payload["c"]]
+    assert [(item["i"], item["d"]["text"]) for item in sent] == [(receipt["id"], question)]
