@@ -86,4 +86,14 @@ def create_app(
                 await sender.close()
 
     app.cleanup_ctx.append(gateway_context)
+
+    async def close_sessions(app: web.Application) -> None:
+        # aiohttp waits for open handlers after on_shutdown, and a WebSocket handler never ends
+        # by itself. Single-process: drop what is left first, so its submitters hear why.
+        if settings.redis_url is None:
+            await app[GATEWAY].close()
+        await app[WS_HUB].close_all()
+
+    app.on_shutdown.append(close_sessions)
+
     return app

@@ -53,6 +53,8 @@ class Settings:
     ivs_timeout: float = 5.0
     offline_probe_interval: float = 3.0
     window_margin: float = 0.002
+    # After a restart the previous process's calls of the last second still count at IVS.
+    startup_hold: float = 1.0
     log_level: str = "info"
     tokens: tuple[TokenSpec, ...] = ()
     insecure_no_auth: bool = False
@@ -101,6 +103,9 @@ class Settings:
             raise ConfigError(f"redis_partitions must be 1-1024, not {self.redis_partitions}")
         if self.window_margin < 0:
             raise ConfigError("window_margin must not be negative")
+        if not 0 <= self.startup_hold <= 60:
+            raise ConfigError("startup_hold must be 0-60 seconds")
+
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level must be debug, info, warning or error")
         names = [t.name for t in self.tokens]

@@ -82,6 +82,8 @@ class Gateway:
         self.draining = False
         self.ivs_trouble: tuple[float, str] | None = None  # since when, and what IVS calls end in
         self._started = False
+        self._hold_until = 0.0
+
         self._empty = asyncio.Event()
         self._empty.set()
         for arn in settings.channels.values():
@@ -378,11 +380,14 @@ class Gateway:
     def start(self) -> None:
         """Start a dispatcher for every account budget known now, and for each new one later."""
         self._started = True
+        self._hold_until = self.now() + self.settings.startup_hold
         for budget in self.schedulers:
             self._start_dispatcher(budget)
 
+
     def _start_dispatcher(self, budget: tuple[str, str]) -> None:
         region = budget[0]
+        self.schedulers[budget].limiter.hold(self._hold_until)
         dispatcher = Dispatcher(
             self.schedulers[budget],
             self._sink,

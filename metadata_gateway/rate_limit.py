@@ -28,7 +28,7 @@ class Call:
 class SlidingWindowLimiter:
     """At most `limit` calls in any `window` seconds, counted by possible arrival time."""
 
-    __slots__ = ("_ends", "_in_flight", "limit", "margin", "window")
+    __slots__ = ("_ends", "_hold_until", "_in_flight", "limit", "margin", "window")
 
     def __init__(self, limit: int, *, window: float = WINDOW_S, margin: float = 0.0) -> None:
         if limit < 1:
@@ -38,6 +38,7 @@ class SlidingWindowLimiter:
         self.margin = margin  # extra spacing, for a server clock that may run a little ahead
         self._ends: list[float] = []  # answer times of finished calls that may still count, sorted
         self._in_flight = 0
+        self._hold_until = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -50,12 +51,19 @@ class SlidingWindowLimiter:
         """Calls admitted and not yet answered."""
         return self._in_flight
 
+    def hold(self, until: float) -> None:
+        """Admit nothing before `until`: calls we did not record may still fill the window."""
+        self._hold_until = max(self._hold_until, until)
+
     def next_allowed(self, now: float) -> float:
         """The earliest time at or after `now` a call may start; `inf` until a call is answered."""
+        if now < self._hold_until:
+            return self._hold_until
         self._prune(now)
         excess = len(self._ends) + self._in_flight - self.limit + 1
         if excess <= 0:
             return now
+
         if excess > len(self._ends):
             return math.inf
         return max(now, self._ends[excess - 1] + self.window + self.margin)

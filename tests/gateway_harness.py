@@ -28,6 +28,7 @@ class RunningGateway:
     app: web.Application
     http: aiohttp.ClientSession
     ivs: LocalIvs
+    runner: web.AppRunner
 
     @property
     def gateway(self) -> Gateway:
@@ -70,7 +71,10 @@ def new_channel(ivs: LocalIvs, name: str, *, live: bool = True) -> str:
 @asynccontextmanager
 async def running_gateway(ivs: LocalIvs, **overrides: Any) -> AsyncIterator[RunningGateway]:
     """Start a gateway on 127.0.0.1 (any free port) sending to `ivs`."""
-    settings = Settings(endpoint_url=ivs.url, **{"offline_probe_interval": 0.3, **overrides})
+    # No startup hold: each test's local IVS is new, so no earlier calls fill its window.
+    defaults = {"offline_probe_interval": 0.3, "startup_hold": 0.0}
+    settings = Settings(endpoint_url=ivs.url, **{**defaults, **overrides})
+
     async with IvsSender(
         endpoint_url=ivs.url, timeout=settings.ivs_timeout, credentials=("test", "test")
     ) as sender:
@@ -83,7 +87,8 @@ async def running_gateway(ivs: LocalIvs, **overrides: Any) -> AsyncIterator[Runn
         host, port = runner.addresses[0][:2]
         try:
             async with aiohttp.ClientSession() as http:
-                yield RunningGateway(f"http://{host}:{port}", app, http, ivs)
+                yield RunningGateway(f"http://{host}:{port}", app, http, ivs, runner)
+
         finally:
             await runner.cleanup()
 

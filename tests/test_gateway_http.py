@@ -304,3 +304,14 @@ async def test_cancel_over_http_and_websocket(local_ivs: LocalIvs) -> None:
         assert frames[3]["error"]["code"] == "not_found"
         text = await gw.metrics()
         assert metric(text, 'metadata_gateway_cues_dropped_total{reason="cancelled"}') == 2
+
+
+async def test_nothing_is_sent_during_the_startup_hold(local_ivs: LocalIvs) -> None:
+    """After a start, the gateway waits one window: a previous process's calls still count."""
+    arn = new_channel(local_ivs, "hold")
+    started = time.time()
+    async with running_gateway(local_ivs, startup_hold=0.5) as gw:
+        status, _, _ = await gw.post({"channel": arn, "type": "quiz", "data": {"question_id": 1}})
+        assert status == 202
+        await gw.wait_for(lambda: len(payload_ids(local_ivs, arn)) == 1)
+    assert local_ivs.state.events_of(arn)[0].time >= started + 0.5

@@ -173,15 +173,19 @@ async def test_non_reading_client_is_disconnected_others_keep_receipts(
         assert receipt["ids"] == [ack["cues"][0]["id"]]
 
 
-async def test_shutdown_closes_sessions_with_going_away(local_ivs: LocalIvs) -> None:
-    """When the application stops, open sessions get a 1001 close frame."""
-    async with running_gateway(local_ivs) as gw:
-        ws = await connect(gw)
-        from metadata_gateway.appkeys import WS_HUB
-
-        await gw.app[WS_HUB].close_all()
+async def test_shutdown_tells_why_then_closes_sessions_with_going_away(local_ivs: LocalIvs) -> None:
+    """Stopping the app drops held cues with a receipt saying so, then closes with 1001."""
+    arn = new_channel(local_ivs, "wsbye", live=False)
+    async with running_gateway(local_ivs) as gw, await connect(gw) as ws:
+        cue = {"op": "cue", "ref": 1, "channel": arn, "type": "quiz", "data": {"question_id": 1}}
+        await ws.send_str(orjson.dumps(cue).decode())
+        ack = await receive(ws)
+        stopping = asyncio.create_task(gw.runner.cleanup())
+        dropped = await receive(ws)
+        assert (dropped["op"], dropped["reason"]) == ("dropped", "shutdown")
+        assert dropped["ids"] == [ack["cues"][0]["id"]]
         message = await ws.receive(timeout=5)
         assert message.type is aiohttp.WSMsgType.CLOSE
         assert ws.close_code == 1001
-        await ws.close()
-        await asyncio.sleep(0)
+        async with asyncio.timeout(5):  # no wait for the WebSocket handler to end by itself
+            await stopping
