@@ -15,7 +15,7 @@ from metadata_gateway.http_api import errors_middleware, routes
 from metadata_gateway.ivs import MetadataSink
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
-from metadata_gateway.sender import IvsSender
+from metadata_gateway.sender import IvsSender, ivs_regions
 from metadata_gateway.ws_api import websocket_handler
 from metadata_gateway.ws_session import WsHub
 
@@ -46,8 +46,9 @@ def create_app(
         else:
             target = sink
         runtime: DistributedRuntime | None = None
+        regions = frozenset(settings.regions) or ivs_regions() | {settings.region}
         if settings.redis_url is None:
-            gateway = Gateway(settings, sink=target, clock=clock)
+            gateway = Gateway(settings, sink=target, clock=clock, regions=regions)
         else:
             # Imported here: redis is needed only in distributed mode.
             from metadata_gateway.distributed import DistributedRuntime
@@ -59,6 +60,7 @@ def create_app(
                 clock=clock,
                 gate=runtime.gate,
                 new_id=runtime.new_id,
+                regions=regions,
             )
         metrics = Metrics(gateway)
         receipts = ReceiptRouter()

@@ -47,6 +47,8 @@ class Settings:
     total_max_bytes: int = 64 * 1024 * 1024
     max_body_bytes: int = 256 * 1024
     drain_timeout: float = 10.0
+    keepalive_timeout: float = 15.0  # also bounds how long a client may take to send headers
+    body_timeout: float = 10.0
     ws_max_in_flight: int = 1_000
     ws_heartbeat: float = 20.0
     ws_outbound_max_bytes: int = 1024 * 1024
@@ -57,6 +59,8 @@ class Settings:
     startup_hold: float = 1.0
     log_level: str = "info"
     tokens: tuple[TokenSpec, ...] = ()
+    regions: tuple[str, ...] = ()  # regions cues may name; empty: those botocore knows for IVS
+
     insecure_no_auth: bool = False
     redis_url: str | None = None  # set: distributed mode (docs/scaling.md)
     redis_partitions: int = 16  # streams the channels are hashed over; fixed for a deployment
@@ -92,13 +96,22 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        for name in ("drain_timeout", "ivs_timeout", "offline_probe_interval", "ws_heartbeat"):
+        for name in (
+            "drain_timeout",
+            "ivs_timeout",
+            "offline_probe_interval",
+            "ws_heartbeat",
+            "keepalive_timeout",
+            "body_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be greater than 0")
         if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
+            ("redis://", "rediss://", "unix://", "redis+sentinel://")
         ):
-            raise ConfigError("redis_url must start with redis://, rediss:// or unix://")
+            raise ConfigError(
+                "redis_url must start with redis://, rediss://, unix:// or redis+sentinel://"
+            )
         if not 1 <= self.redis_partitions <= 1024:
             raise ConfigError(f"redis_partitions must be 1-1024, not {self.redis_partitions}")
         if self.window_margin < 0:
@@ -190,6 +203,10 @@ def _from_toml(path: Path) -> dict[str, Any]:
             values[name] = value
         elif name == "tokens":
             values[name] = tuple(_token(entry, path) for entry in _as_list(value, path))
+        elif name == "regions":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"config file {path}: regions must be a list of region names")
+            values[name] = tuple(value)
         else:
             values[name] = _check_type(name, value, source=f"config file {path}")
     return values
@@ -197,8 +214,11 @@ def _from_toml(path: Path) -> dict[str, Any]:
 
 def _convert(name: str, raw: str, *, source: str) -> Any:
     kind = _FIELDS[name].type
+    if kind == "tuple[str, ...]":
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
     try:
         if kind == "int":
+
             return int(raw)
         if kind == "float":
             return float(raw)

@@ -10,6 +10,7 @@ from metadata_gateway.ivs import IvsCallError, MetadataSink, Outcome
 from metadata_gateway.scheduler import BudgetScheduler, Dispatch
 
 log = logging.getLogger(__name__)
+GATE_ERROR_RETRY_S = 0.5  # a failing call gate is asked again after this
 
 
 class CallGate(Protocol):
@@ -96,6 +97,10 @@ class Dispatcher:
         except asyncio.CancelledError:
             self.scheduler.defer(dispatch, loop.time(), loop.time())
             raise
+        except Exception:
+            # A gate that cannot answer proves no budget: hold the cues, never send unchecked.
+            log.exception("call gate failed", extra={"channel": dispatch.channel.arn.arn})
+            ticket, wait = None, GATE_ERROR_RETRY_S
         if ticket is None:
             # Not now: another process spent the shared budget. Not a failure of the channel.
             self.scheduler.defer(dispatch, loop.time() + wait, loop.time())
@@ -124,6 +129,12 @@ class Dispatcher:
             # Shutdown: the call may or may not have reached IVS; give the cues back.
             self.scheduler.complete(dispatch, Outcome.TIMEOUT, loop.time(), "cancelled")
             raise
+        except Exception as exc:
+            # A bug or a client-side refusal (e.g. botocore rejecting a region): the call is
+            # settled all the same, or its channel would stay in flight for ever.
+            log.exception("PutMetadata raised", extra={"channel": dispatch.channel.arn.arn})
+            outcome, message = Outcome.CLIENT_ERROR, f"{type(exc).__name__}: {exc}"
+
         if outcome is not Outcome.OK:
             log.warning(
                 "PutMetadata failed",

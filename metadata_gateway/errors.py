@@ -23,6 +23,7 @@ class CueError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.details = details
+        self.close_connection = False  # set when the rest of the request cannot be trusted
 
     def body(self) -> dict[str, Any]:
         """The `error` object of the response: code, message, details and `retry_after_ms`."""

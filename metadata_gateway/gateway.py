@@ -63,10 +63,13 @@ class Gateway:
         wall_clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] | None = None,
         gate: CallGate | None = None,
+        regions: frozenset[str] | None = None,
     ) -> None:
         self.settings = settings
         self._sink = sink
         self._gate = gate
+        # Regions cues may name; each one costs an IVS client, so made-up ones are refused.
+        self.regions = regions
         self._clock = clock
         self.wall_clock = wall_clock
         self._new_id = new_id or id_factory()
@@ -192,6 +195,14 @@ class Gateway:
     def _parse(self, obj: object, index: int | None, wall: float) -> Cue:
         try:
             cue = parse_cue(obj, aliases=self.settings.channels, new_id=self._new_id)
+            region = cue.channel.split(":", 4)[3]
+            if self.regions is not None and region not in self.regions:
+                raise CueError(
+                    "invalid_cue",
+                    f"IVS has no region {region!r} (known: {', '.join(sorted(self.regions))})",
+                    status=400,
+                    field="channel",
+                )
             if cue.not_before is not None and cue.not_before > wall + MAX_SCHEDULE_AHEAD_S:
                 raise CueError(
                     "invalid_cue",
@@ -383,7 +394,6 @@ class Gateway:
         self._hold_until = self.now() + self.settings.startup_hold
         for budget in self.schedulers:
             self._start_dispatcher(budget)
-
 
     def _start_dispatcher(self, budget: tuple[str, str]) -> None:
         region = budget[0]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
-from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS
 from metadata_gateway.auth import TokenSpec
@@ -51,7 +52,10 @@ async def errors_middleware(
     try:
         return await handler(request)
     except CueError as exc:
-        return error_response(exc)
+        response = error_response(exc)
+        if exc.close_connection:
+            response.force_close()
+        return response
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(CueError("body_too_large", exc.text or "", status=413))
     except web.HTTPException as exc:
@@ -95,9 +99,17 @@ async def post_cues(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise reject(metrics, _body_too_large(request.content_length, limit))
     try:
-        body = await request.read()
+        # A client that sends its body byte by byte must not hold a handler for ever.
+        async with asyncio.timeout(request.app[GATEWAY].settings.body_timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise reject(metrics, _body_too_large(None, limit)) from None
+    except TimeoutError:
+        error = CueError("request_timeout", "the body did not arrive in time", status=408)
+        raise _closing(reject(metrics, error)) from None
+    except RequestPayloadError as exc:  # e.g. a body its Content-Encoding cannot decode
+        error = CueError("invalid_json", f"the body cannot be read: {exc}", status=400)
+        raise _closing(reject(metrics, error)) from None
     try:
         document = decode_json(body)
     except CueError as exc:
@@ -106,6 +118,12 @@ async def post_cues(request: web.Request) -> web.Response:
         intake_of(request.app), metrics, document, authorize=cue_authorizer(request, client)
     )
     return json_response({"cues": [a.as_json() for a in answers]}, status=202)
+
+
+def _closing(error: CueError) -> CueError:
+    """Mark an error whose connection must close: the rest of its body cannot be trusted."""
+    error.close_connection = True
+    return error
 
 
 def intake_of(app: web.Application) -> Intake:
@@ -173,12 +191,12 @@ async def list_channels(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v1/channels/{channel:.+}")
+@routes.get(r"/v1/channels/{channel:[\s\S]+}")
 async def get_channel(request: web.Request) -> web.Response:
     """One channel, by alias or (URL-encoded) ARN."""
     authenticate(request)
     gateway = request.app[GATEWAY]
-    name = unquote(request.match_info["channel"])
+    name = request.match_info["channel"]  # aiohttp has decoded it, %2F included
     arn = gateway.settings.resolve(name)
     if arn is None:
         if name.startswith("arn:"):

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 # Attributes every LogRecord has; anything else came from `extra=` and belongs in the line.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -39,3 +40,15 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log repeats what the metrics say, one line per cue posted.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Malformed requests are the client's fault, answered 4xx: no error line (nor a way for a
+    # client to fill the log) for each.
+    logging.getLogger("aiohttp.server").addFilter(_drop_client_errors)
+
+
+def _drop_client_errors(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    while exc is not None:
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+            return False
+        exc = exc.__cause__ or exc.__context__
+    return True

@@ -65,24 +65,29 @@ class ReceiptRouter:
     def call_finished(self, batch: Batch, outcome: Outcome, duration: float) -> None:
         """Calls themselves are not receipted."""
 
-    def relay(self, message: dict[str, Any]) -> None:
-        """Route a `sent` or `dropped` receipt another process produced (its `ids` listed)."""
+    def relay(self, message: dict[str, Any]) -> list[str]:
+        """Route a `sent` or `dropped` receipt another process produced (its `ids` listed);
+        return the ids nobody here waits for."""
         channel, ids = message.get("channel"), message.get("ids")
         if not isinstance(channel, str) or not isinstance(ids, list):
-            return
+            return []
         base = {k: v for k, v in message.items() if k != "ids"}
-        self._notify_ids(channel, [i for i in ids if isinstance(i, str)], base)
+        return self._notify_ids(channel, [i for i in ids if isinstance(i, str)], base)
 
     def _notify(self, channel: str, cues: Sequence[Pending], base: dict[str, Any]) -> None:
         self._notify_ids(channel, [pending.cue.id for pending in cues], base)
 
-    def _notify_ids(self, channel: str, cue_ids: Sequence[str], base: dict[str, Any]) -> None:
+    def _notify_ids(self, channel: str, cue_ids: Sequence[str], base: dict[str, Any]) -> list[str]:
         groups: dict[int, tuple[ReceiptSubscriber, list[str]]] = {}
+        unknown: list[str] = []
         for cue_id in cue_ids:
             subscribers = self._waiting.pop((channel, cue_id), None)
+            if not subscribers:
+                unknown.append(cue_id)
             for subscriber in subscribers or ():
                 groups.setdefault(id(subscriber), (subscriber, []))[1].append(cue_id)
         for subscriber, ids in groups.values():
             for cue_id in ids:
                 subscriber.settled(channel, cue_id)
             subscriber.deliver({**base, "ids": ids})
+        return unknown

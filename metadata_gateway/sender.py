@@ -17,6 +17,7 @@ from botocore.exceptions import (
     HTTPClientError,
     ReadTimeoutError,
 )
+from botocore.session import get_session as get_botocore_session
 
 from metadata_gateway.ivs import ERROR_OUTCOMES, IvsCallError, Outcome
 
@@ -101,6 +102,16 @@ class IvsSender:
             raise IvsCallError(Outcome.TIMEOUT, str(exc)) from None
         except (EndpointConnectionError, ConnectionClosedError, HTTPClientError) as exc:
             raise IvsCallError(Outcome.CONNECTION_ERROR, str(exc)) from None
+
+
+def ivs_regions() -> frozenset[str]:
+    """Every region where botocore knows an IVS endpoint, in all partitions."""
+    session = get_botocore_session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ivs", partition_name=partition)
+    )
 
 
 def _classify(exc: ClientError) -> IvsCallError:

@@ -37,7 +37,13 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
 
             assert settings.endpoint_url is not None  # the local IVS's URL, set above
             add_demo_routes(app, local_ivs_url=settings.endpoint_url)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            keepalive_timeout=settings.keepalive_timeout,
+        )
+
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.host, settings.port)

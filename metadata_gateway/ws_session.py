@@ -192,6 +192,14 @@ class WsSession:
             if not isinstance(frame, dict):
                 raise CueError("invalid_json", "a frame must be a JSON object", status=400)
             ref = frame.get("ref")
+            try:  # orjson reads 1024 levels of nesting but writes only 254: echo what we can
+                orjson.dumps({"ref": ref})  # as deep as it will sit in the answer
+
+            except orjson.JSONEncodeError:
+                ref = None
+                raise CueError(
+                    "invalid_request", "ref is nested too deeply", status=400, field="ref"
+                ) from None
             if frame.get("op") == "cancel":
                 self._cancel(ref, frame)
                 return None

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,18 +34,74 @@ def free_port() -> int:
         return port
 
 
+class RedisProcess:
+    """A redis-server on a fixed random loopback port with a temp dir, no persistence."""
+
+    def __init__(self, directory: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self._argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", directory]
+        self._argv += REDIS_TEST_FLAGS
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        proc = self._proc = subprocess.Popen(
+            self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A redis-server on a random loopback port with a temp dir, no persistence; its URL."""
+def redis_process() -> Iterator[RedisProcess]:
+    """A started `RedisProcess`, stopped (and its directory removed) afterwards."""
+    with tempfile.TemporaryDirectory(prefix="mg-redis-") as tmp:
+        server = RedisProcess(tmp)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def redis_sentinel(primary_port: int, service: str) -> Iterator[int]:
+    """A Redis Sentinel (redis-server --sentinel) watching the primary on `primary_port`; its
+    port."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="mg-redis-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mg-sentinel-") as tmp:
+        conf = Path(tmp) / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {tmp}\n"
+            f"sentinel monitor {service} 127.0.0.1 {primary_port} 1\n"
+        )
         proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp, *REDIS_TEST_FLAGS],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
@@ -52,9 +109,9 @@ def redis_server() -> Iterator[str]:
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
                     break
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("redis-server did not start")
+                    raise RuntimeError("redis sentinel did not start")
                 time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield port
         finally:
             proc.terminate()
             try:
@@ -62,6 +119,13 @@ def redis_server() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A redis-server on a random loopback port with a temp dir, no persistence; its URL."""
+    with redis_process() as server:
+        yield server.url
 
 
 @dataclass
@@ -150,7 +214,8 @@ class LoadResult:
     """What a load run posted and what the local IVS saw."""
 
     accepted: set[str] = field(default_factory=set)
-    refused: int = 0
+    refused: int = 0  # cues no replica accepted
+    reasons: Counter[str] = field(default_factory=Counter)  # failed attempts, by status or error
 
 
 async def post_load(
@@ -165,7 +230,7 @@ async def post_load(
     prefix: str = "c",
 ) -> None:
     """Post cues with ids `<prefix><n>` to `channels` round robin, in batches, to `urls` in
-    turn, at a steady rate; a refused or failed request's cues are counted, not retried."""
+    turn, at a steady rate; a failed request is tried on the next URL (same ids)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     requests = int(seconds * cues_per_s / batch)
@@ -183,13 +248,18 @@ async def post_load(
                 }
             )
             n += 1
-        try:
-            async with http.post(f"{urls[k % len(urls)]}/v1/cues", json={"cues": cues}) as response:
-                if response.status == 202:
-                    result.accepted.update(c["id"] for c in cues)
-                else:
-                    result.refused += len(cues)
-        except (aiohttp.ClientError, TimeoutError):
+        # Like a client behind a load balancer: a replica that fails passes the request on.
+        for attempt in range(len(urls)):
+            url = urls[(k + attempt) % len(urls)]
+            try:
+                async with http.post(f"{url}/v1/cues", json={"cues": cues}) as response:
+                    if response.status == 202:
+                        result.accepted.update(c["id"] for c in cues)
+                        break
+                    result.reasons[str(response.status)] += len(cues)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                result.reasons[type(exc).__name__] += len(cues)
+        else:
             result.refused += len(cues)
 
 

@@ -80,7 +80,10 @@ async def running_gateway(ivs: LocalIvs, **overrides: Any) -> AsyncIterator[Runn
     ) as sender:
         await sender.client(settings.region)
         app = create_app(settings, sink=sender)
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = web.AppRunner(
+            app, handle_signals=False, keepalive_timeout=settings.keepalive_timeout
+        )
+
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

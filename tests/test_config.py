@@ -86,3 +86,14 @@ def test_tokens_come_from_the_config_or_a_tokens_file(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(ConfigError, match=message):
             load_settings(flags={"tokens_file": str(path)}, environ={})
+
+
+def test_regions_come_as_a_list_or_a_comma_separated_variable(tmp_path: Path) -> None:
+    """regions is a TOML list, or MG_REGIONS="a,b"."""
+    assert load_settings(environ={"MG_REGIONS": "us-west-2, eu-west-1"}).regions == (
+        "us-west-2",
+        "eu-west-1",
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text('regions = ["ap-south-1"]\n')
+    assert load_settings(flags={"config": str(path)}, environ={}).regions == ("ap-south-1",)

@@ -315,3 +315,19 @@ async def test_nothing_is_sent_during_the_startup_hold(local_ivs: LocalIvs) -> N
         assert status == 202
         await gw.wait_for(lambda: len(payload_ids(local_ivs, arn)) == 1)
     assert local_ivs.state.events_of(arn)[0].time >= started + 0.5
+
+
+async def test_cues_for_regions_ivs_does_not_have_are_refused(local_ivs: LocalIvs) -> None:
+    """A well-formed ARN in a made-up region is refused at the door, not queued for ever."""
+    async with running_gateway(local_ivs) as gw:
+        made_up = "arn:aws:ivs:zz-north-9:123456789012:channel/abcdEFGH1234"
+        status, body, _ = await gw.post(
+            {"channel": made_up, "type": "quiz", "data": {"question_id": 1}}
+        )
+        assert (status, body["error"]["code"], body["error"]["field"]) == (
+            400,
+            "invalid_cue",
+            "channel",
+        )
+        assert "zz-north-9" in body["error"]["message"]
+        assert gw.gateway.channels == {}

@@ -1,0 +1,276 @@
+"""Owned partitions' cues into the local Gateway, and their fate back into Redis.
+
+Per owned partition one reader task: first XAUTOCLAIM everything pending in the group (the
+previous owner's cues, in flight at its end included), then XREADGROUP new entries. As a
+`DeliveryListener`, it settles each sent or dropped cue (XACK + XDEL + counters) and publishes
+its receipt for the other replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from metadata_gateway.channel_queue import Batch, Pending
+from metadata_gateway.distributed.keys import GROUP, RECEIPTS, PartitionKeys, partition_of
+from metadata_gateway.distributed.store import CueStore, Entry, Settlement, decode_entry
+from metadata_gateway.events import DropReason
+from metadata_gateway.gateway import Gateway
+from metadata_gateway.ivs import Outcome
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 500  # entries per XREADGROUP / XAUTOCLAIM
+READ_BLOCK_MS = 1000  # a reader wakes at least this often to see it should stop
+RETRY_S = 0.5  # after a Redis error
+
+
+class PartitionConsumer:
+    """Feeds the local gateway from owned partitions, and settles what it sent or dropped."""
+
+    def __init__(self, redis: Redis, store: CueStore, gateway: Gateway, *, replica: str) -> None:
+        self._redis = redis
+        self._store = store
+        self._gateway = gateway
+        self._replica = replica
+        self._readers: dict[int, asyncio.Task[None]] = {}
+        self._entries: dict[tuple[str, str], tuple[int, str]] = {}  # (channel, id) -> entry
+        self._outbox: list[Settlement] = []
+        self._receipts: list[dict[str, Any]] = []
+        self._flush_wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one writer: a flush returns once all before it landed
+        self._flusher: asyncio.Task[None] | None = None
+        self.read = 0
+        self.claimed = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<PartitionConsumer owned={sorted(self._readers)} entries={len(self._entries)} "
+            f"outbox={len(self._outbox)}>"
+        )
+
+    @property
+    def owned(self) -> set[int]:
+        """Partitions being read."""
+        return set(self._readers)
+
+    def start(self) -> None:
+        """Start the task that writes settlements and receipts to Redis."""
+        self._flusher = asyncio.create_task(self._flush_loop(), name="mg-settle")
+
+    def take(self, partition: int) -> None:
+        """Start reading a partition this replica now owns."""
+        if partition not in self._readers:
+            self._readers[partition] = asyncio.create_task(
+                self._read(partition), name=f"mg-read-p{partition}"
+            )
+
+    async def give_up(self, partition: int) -> list[Pending]:
+        """Stop reading a partition and forget its queued cues (they stay pending in Redis)."""
+        task = self._readers.pop(partition, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        arns = [
+            arn
+            for arn in self._gateway.channels
+            if partition_of(arn, self._store.partitions) == partition
+        ]
+        evicted = self._gateway.evict(arns)
+        for pending in evicted:
+            self._entries.pop((pending.cue.channel, pending.cue.id), None)
+        return evicted
+
+    def owns(self, channel_arn: str) -> bool:
+        """Whether this replica reads the partition of `channel_arn` now."""
+        return partition_of(channel_arn, self._store.partitions) in self._readers
+
+    def evict_strays(self) -> None:
+        """Forget cues of channels this replica no longer owns (a call that failed after its
+        partition was given up puts its cues back)."""
+        strays = [
+            arn
+            for arn, channel in self._gateway.channels.items()
+            if (len(channel.queue) or channel.queue.repeating) and not self.owns(arn)
+        ]
+        if strays:
+            for pending in self._gateway.evict(strays):
+                self._entries.pop((pending.cue.channel, pending.cue.id), None)
+
+    def in_flight(self, partition: int) -> bool:
+        """Whether a call for a channel of this partition is on its way to IVS."""
+        return any(
+            c.in_flight is not None
+            for arn, c in self._gateway.channels.items()
+            if partition_of(arn, self._store.partitions) == partition
+        )
+
+    async def flush(self) -> None:
+        """Write the settlements and receipts waiting now (before a partition changes hands:
+        the next owner must not take over cues already sent)."""
+        await self._flush()
+
+    async def close(self) -> None:
+        """Stop every reader, then write the settlements still waiting."""
+        for partition in list(self._readers):
+            task = self._readers.pop(partition)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        try:
+            async with asyncio.timeout(2.0):
+                await self._flush()
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("settlements not written at shutdown", extra={"error": str(exc)})
+
+    # ---- reading ------------------------------------------------------------------------
+
+    async def _read(self, partition: int) -> None:
+        stream = PartitionKeys(partition).stream
+        start = "0-0"
+        while True:  # take over what the previous owner left pending
+            try:
+                claim: Any = await self._redis.xautoclaim(
+                    stream, GROUP, self._replica, 0, start_id=start, count=READ_COUNT
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("claim failed", extra={"partition": partition, "error": str(exc)})
+                if "NOGROUP" in str(exc):
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._store.create_group(partition)
+                await asyncio.sleep(RETRY_S)
+                continue
+            start = _text(claim[0])
+            claimed = [e for e in claim[1] if e and e[1]]
+            self.claimed += len(claimed)
+            self._feed(partition, claimed)
+            if start == "0-0":
+                break
+        while True:
+            if self._gateway.draining:
+                await asyncio.sleep(READ_BLOCK_MS / 1000)
+                continue
+            try:
+                answer: Any = await self._redis.xreadgroup(
+                    GROUP, self._replica, {stream: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("read failed", extra={"partition": partition, "error": str(exc)})
+                if "NOGROUP" in str(exc):  # Redis came back empty: recreate the group
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._store.create_group(partition)
+                await asyncio.sleep(RETRY_S)
+                continue
+            for _, entries in answer or ():
+                self.read += len(entries)
+                self._feed(partition, entries)
+
+    def _feed(self, partition: int, raw: Sequence[Any]) -> None:
+        for entry_id, fields in raw:
+            try:
+                entry = decode_entry(partition, entry_id, fields)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("unreadable entry", extra={"entry": str(entry_id), "error": str(exc)})
+                continue
+            self._enqueue(entry)
+
+    def _enqueue(self, entry: Entry) -> None:
+        cue = entry.cue
+        key = (cue.channel, cue.id)
+        if key in self._entries:  # read again after a change of owner: already queued here
+            return
+        self._entries[key] = (entry.partition, entry.entry_id)
+        self._gateway.enqueue_accepted(cue, accepted_wall=entry.accepted_wall)
+
+    # ---- DeliveryListener ---------------------------------------------------------------
+
+    def cues_sent(self, channel: str, cues: Sequence[Pending], now: float) -> None:
+        """Settle delivered cues and publish their receipt."""
+        ids = self._settle(channel, cues, delivered=True)
+        if ids:
+            at = round(self._gateway.wall_clock(), 6)
+            self._publish({"op": "sent", "channel": channel, "ids": ids, "at": at})
+
+    def cues_dropped(
+        self, channel: str, cues: Sequence[Pending], reason: DropReason, now: float
+    ) -> None:
+        """Settle dropped cues, except at shutdown, when they stay for the next owner."""
+        if reason is DropReason.SHUTDOWN:
+            return
+        ids = self._settle(channel, cues, delivered=False)
+        if ids:
+            self._publish({"op": "dropped", "channel": channel, "ids": ids, "reason": reason.value})
+
+    def call_finished(self, batch: Batch, outcome: Outcome, duration: float) -> None:
+        """Calls themselves change nothing in Redis."""
+
+    def _settle(self, channel: str, cues: Sequence[Pending], *, delivered: bool) -> list[str]:
+        ids = []
+        for pending in cues:
+            found = self._entries.pop((channel, pending.cue.id), None)
+            if found is None:
+                continue
+            partition, entry_id = found
+            ids.append(pending.cue.id)
+            self._outbox.append(
+                Settlement(
+                    partition,
+                    entry_id,
+                    channel,
+                    pending.cue.id,
+                    pending.size,
+                    delivered,
+                    pending.cue.client_id,
+                )
+            )
+        if ids:
+            self._flush_wake.set()
+        return ids
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        self._receipts.append({**message, "from": self._replica})
+        self._flush_wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            try:
+                await self._flush()
+            except (RedisError, OSError) as exc:
+                log.warning("settling failed; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(RETRY_S)
+                self._flush_wake.set()
+
+    async def _flush(self) -> None:
+        async with self._flushing:
+            await self._write()
+
+    async def _write(self) -> None:
+        # Settlements first: a receipt then never announces a cue Redis still holds as pending.
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                await self._store.settle(batch)
+            except BaseException:
+                self._outbox[:0] = batch
+                raise
+        while self._receipts:
+            messages, self._receipts = self._receipts, []
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(RECEIPTS, orjson.dumps(message))
+                await pipe.execute()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,151 @@
+"""Distributed mode's parts, opened and closed together around one local Gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+
+from metadata_gateway.config import Settings
+from metadata_gateway.cues import id_factory
+from metadata_gateway.distributed.budget import RedisCallGate
+from metadata_gateway.distributed.connect import connect
+from metadata_gateway.distributed.consumer import PartitionConsumer
+from metadata_gateway.distributed.intake import RedisIntake
+from metadata_gateway.distributed.ownership import Ownership
+from metadata_gateway.distributed.receipts import ReceiptRelay
+from metadata_gateway.distributed.store import CueStore
+from metadata_gateway.gateway import Gateway
+from metadata_gateway.receipts import ReceiptRouter
+
+log = logging.getLogger(__name__)
+
+SOCKET_TIMEOUT_S = 3.0  # above XREADGROUP's 1 s block; a hung Redis fails requests after this
+CONNECT_TIMEOUT_S = 1.0
+# The local limiters run this much stricter than the shared ones, so that Redis (whose clock
+# sees a call's end a round trip late) seldom has to refuse what the local scheduler chose.
+LOCAL_EXTRA_MARGIN_S = 0.003
+
+
+class DistributedRuntime:
+    """Redis clients, the call gate, and (once attached) intake, consumer, ownership, relay."""
+
+    def __init__(self, settings: Settings, *, replica: str | None = None) -> None:
+        if settings.redis_url is None:
+            raise ValueError("distributed mode needs redis_url")
+        self.settings = settings
+        self.replica = replica or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+        self.redis = connect(
+            settings.redis_url,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+        )
+        # Pub/sub waits for messages without end: a connection of its own, no read timeout.
+        self._pubsub_redis = connect(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+        self.gate = RedisCallGate(
+            self.redis,
+            replica=self.replica,
+            channel_rate=settings.channel_rate,
+            account_rate=settings.account_rate,
+            ivs_timeout=settings.ivs_timeout,
+            margin=settings.window_margin,
+            partitions=settings.redis_partitions,
+        )
+        self.store = CueStore(self.redis, partitions=settings.redis_partitions)
+        # Ids unique across replicas: a longer random prefix than a single process needs.
+        self.new_id: Callable[[], str] = _replica_ids()
+        self.intake: RedisIntake | None = None
+        self.consumer: PartitionConsumer | None = None
+        self.ownership: Ownership | None = None
+        self.relay: ReceiptRelay | None = None
+        self._groups_ready = False
+
+    def __repr__(self) -> str:
+        return f"<DistributedRuntime {self.replica} {self.ownership!r} {self.gate!r}>"
+
+    def local_settings(self) -> Settings:
+        """The settings of the local Gateway: stricter local windows than the shared ones, and
+        no start-up hold (the shared windows in Redis remember what earlier processes sent)."""
+        return self.settings.with_changes(
+            window_margin=self.settings.window_margin + LOCAL_EXTRA_MARGIN_S, startup_hold=0.0
+        )
+
+    def unavailable(self) -> str | None:
+        """Why this replica cannot keep cues now (readiness fails, cues get 503)."""
+        ownership = self.ownership
+        if ownership is None or not self._groups_ready:
+            return "not connected to Redis yet"
+        if not ownership.healthy():
+            return f"Redis unreachable: {ownership.error or 'no answer'}"
+        return None
+
+    async def start(self, gateway: Gateway, router: ReceiptRouter) -> None:
+        """Attach to the local gateway and start consuming, heartbeating and relaying."""
+        self.consumer = PartitionConsumer(self.redis, self.store, gateway, replica=self.replica)
+        gateway.listeners.append(self.consumer)
+        # Receipts come back through Redis, the owner's own too, so that each can wait for its
+        # ack however the accept and the send raced (see receipts.py).
+        if router in gateway.listeners:
+            gateway.listeners.remove(router)
+        self.gate.owns = self.consumer.owns
+        loop = asyncio.get_running_loop()
+        self.ownership = Ownership(
+            self.redis,
+            self.consumer,
+            gateway,
+            replica=self.replica,
+            partitions=self.store.partitions,
+            clock=loop.time,
+        )
+        self.intake = RedisIntake(gateway, self.store, unavailable=self.unavailable)
+        self.relay = ReceiptRelay(self._pubsub_redis, router, replica=self.replica)
+        try:
+            await self.store.create_groups()
+            self._groups_ready = True
+        except (RedisError, OSError) as exc:
+            log.warning("Redis not reachable at start", extra={"error": str(exc)})
+        self.consumer.start()
+        self.relay.start()
+        self.ownership.start()
+        self._groups_task = (
+            None
+            if self._groups_ready
+            else asyncio.create_task(self._create_groups_later(), name="mg-create-groups")
+        )
+        log.info(
+            "distributed mode",
+            extra={"replica": self.replica, "partitions": self.store.partitions},
+        )
+
+    async def _create_groups_later(self) -> None:
+        while not self._groups_ready:
+            await asyncio.sleep(1.0)
+            try:
+                await self.store.create_groups()
+                self._groups_ready = True
+            except (RedisError, OSError) as exc:
+                log.warning("Redis still not reachable", extra={"error": str(exc)})
+
+    async def close(self) -> None:
+        """Hand the partitions back (queued cues stay in Redis), settle, disconnect."""
+        if self._groups_task is not None:
+            self._groups_task.cancel()
+            await asyncio.gather(self._groups_task, return_exceptions=True)
+        if self.ownership is not None:
+            await self.ownership.close()
+        if self.consumer is not None:
+            await self.consumer.close()
+        if self.relay is not None:
+            await self.relay.close()
+        await self.redis.aclose()
+        await self._pubsub_redis.aclose()
+
+
+def _replica_ids() -> Callable[[], str]:
+    prefix = secrets.token_hex(3)
+    inner = id_factory()
+    return lambda: prefix + inner()
