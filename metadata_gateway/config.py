@@ -218,7 +218,6 @@ def _convert(name: str, raw: str, *, source: str) -> Any:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     try:
         if kind == "int":
-
             return int(raw)
         if kind == "float":
             return float(raw)
