@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class ChannelArn:
         return (self.region, self.account)
 
 
+@functools.lru_cache(maxsize=65_536)  # every cue names one; most name the same few channels
 def parse_channel_arn(value: str) -> ChannelArn | None:
     """Return the parsed ARN, or None when `value` is not a valid IVS channel ARN."""
     if not 1 <= len(value) <= MAX_ARN_LENGTH:

@@ -7,27 +7,37 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from metadata_gateway.arn import parse_channel_arn
-from metadata_gateway.backpressure import MIN_RETRY_AFTER_S, drain_wait, expiry_wait
+from metadata_gateway.backpressure import (
+    MIN_RETRY_AFTER_S,
+    cues_per_call,
+    drain_wait,
+    expiry_wait,
+)
 from metadata_gateway.channel import Channel
 from metadata_gateway.channel_queue import Batch, CueState, Pending
 from metadata_gateway.config import Settings
 from metadata_gateway.cues import Cue, id_factory, parse_cue, resolve_channel
 from metadata_gateway.dispatcher import CallGate, Dispatcher
+from metadata_gateway.envelope import MAX_METADATA_BYTES
 from metadata_gateway.errors import CueError
 from metadata_gateway.events import DeliveryListener, DropReason
 from metadata_gateway.idempotency import IdState, RecentIds
 from metadata_gateway.ivs import MetadataSink, Outcome
+from metadata_gateway.rate_limit import WINDOW_S
 from metadata_gateway.scheduler import BudgetScheduler, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 MAX_CUES_PER_REQUEST = 100
 MAX_SCHEDULE_AHEAD_S = 24 * 3600  # not_before at most a day ahead
+BURST_SLACK_S = 0.05  # a call's own time, so that room exists when the client comes back
+
 # Outcomes that say IVS itself is unreachable or failing, not that a call was refused.
 _TROUBLE = frozenset({Outcome.TIMEOUT, Outcome.CONNECTION_ERROR, Outcome.SERVER_ERROR})
 SHUTDOWN_RETRY_AFTER_S = 5.0  # long enough for a replacement process to come up
@@ -282,17 +292,28 @@ class Gateway:
                 min(channel.backoff_until - now, self.retry.offline_probe),
             )
         average = queue.pending_bytes / len(queue) if len(queue) else 100.0
+        share = self._calls_per_s(channel)
         wait = drain_wait(
             excess_cues=excess_cues,
             excess_bytes=excess_bytes,
-            calls_per_s=self._calls_per_s(channel),
+            calls_per_s=share,
             average_item_bytes=average,
         )
+        if share >= self.settings.channel_rate:
+            # At its full rate a channel sends in bursts (a window's worth, then a pause):
+            # an average rate would promise room a little before the pause ends.
+            calls = max(
+                math.ceil(excess_cues / cues_per_call(average)),
+                math.ceil(excess_bytes / MAX_METADATA_BYTES),
+            )
+            first = max(channel.next_allowed(now), now)
+            bursts = (calls - 1) // self.settings.channel_rate
+            wait = max(wait, first - now + bursts * WINDOW_S + BURST_SLACK_S)
         return wait + max(0.0, channel.backoff_until - now)
 
     def _calls_per_s(self, channel: Channel) -> float:
         """The share of calls this channel gets while its account's busy channels take turns."""
-        busy = sum(1 for c in self._budget_channels(channel.arn.budget) if len(c.queue))
+        busy = self.schedulers[channel.arn.budget].busy_channels
         return min(self.settings.channel_rate, self.settings.account_rate / max(1, busy))
 
     def in_flight_wait(self, keys: Iterable[tuple[str, str]], excess: int) -> float:

@@ -92,6 +92,12 @@ class BudgetScheduler:
         """Channels in line for the account budget right now."""
         return len(self._high) + len(self._normal) + len(self._repeat)
 
+    @property
+    def busy_channels(self) -> int:
+        """Live channels with fresh cues waiting, which share the account's calls."""
+        self._has_backlog()
+        return len(self._backlogged)
+
     def _can_serve(self) -> bool:
         """Whether a channel in line may take a call: repeat-only turns wait for no backlog."""
         return bool(self._high or self._normal or (self._repeat and not self._has_backlog()))

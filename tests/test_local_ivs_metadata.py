@@ -164,8 +164,11 @@ async def test_throttling_answers_429_through_boto3(
 def test_events_are_bounded_oldest_first_out() -> None:
     """Past max_events the oldest accepted payloads are dropped."""
     state = LocalIvsState(
-        LocalIvsSettings(max_events=3, channel_rate=100), wall_clock=lambda: 1_700_000_000.0
+        LocalIvsSettings(max_events=3, channel_rate=100),
+        clock=lambda: 5.0,
+        wall_clock=lambda: 1_700_000_000.0,
     )
+
     arn = state.create_channel()["channel"]["arn"]
     state.start_stream(arn)
     for i in range(5):

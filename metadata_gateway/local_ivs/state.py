@@ -75,6 +75,8 @@ class LocalIvsState:
         self._ids = IdFactory(random.Random(rng.getrandbits(64)))
         self._clock = clock
         self._wall_clock = wall_clock
+        self._clock_origin, self._wall_origin = clock(), wall_clock()
+
         self.base_url = base_url or self.settings.default_url
         self._positions = itertools.count()
         self._channels: dict[str, Channel] = {}
@@ -416,7 +418,8 @@ class LocalIvsState:
         self._live(channel_arn)
         # Every channel here belongs to the one account and region this state plays.
         account = f"{self.settings.region}:{self.settings.account_id}"
-        verdict = self._limiter.acquire(channel_arn, account, self._clock())
+        arrival = self._clock()
+        verdict = self._limiter.acquire(channel_arn, account, arrival)
         if verdict is Verdict.CHANNEL_LIMIT:
             raise IvsError(
                 "ThrottlingException",
@@ -427,7 +430,13 @@ class LocalIvsState:
                 "ThrottlingException",
                 f"Rate exceeded: at most {self.settings.account_rate} PutMetadata/s per account",
             )
-        event = MetadataEvent(time=self._wall_clock(), channel_arn=channel_arn, metadata=metadata)
+        # The event's time is the limiter's own reading, on the wall clock: windows checked on
+        # recorded events then agree exactly with the ones the limiter enforced.
+        event = MetadataEvent(
+            time=self._wall_origin + (arrival - self._clock_origin),
+            channel_arn=channel_arn,
+            metadata=metadata,
+        )
         self._events.append(event)
         return event
 

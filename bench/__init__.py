@@ -1,0 +1,1 @@
+"""The metadata gateway's benchmark suite: `python -m bench [--quick] [--json FILE]`."""

@@ -1,0 +1,344 @@
+"""The summary the task asks for, the targets it is checked against, and the printed table."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+SUMMARY_SIZE = "100"  # the summary's per-size figures are those of the 100-byte cues
+SUMMARY_SCALE = "10000"
+
+SUMMARY_KEYS = (
+    "delivered_cues_per_s",
+    "channel_calls_per_s",
+    "max_calls_in_any_1s_window",
+    "payload_fill",
+    "cues_per_call",
+    "throttled",
+    "lost_cues",
+    "delivery_latency_p50_ms",
+    "delivery_latency_p99_ms",
+    "naive_delivered_cues_per_s",
+    "naive_throttled",
+    "naive_lost_cues",
+    "speedup_vs_naive",
+    "account_calls_per_s",
+    "account_utilization",
+    "max_account_calls_in_any_1s_window",
+    "fairness",
+    "added_latency_p50_ms",
+    "added_latency_p99_ms",
+    "http_ingress_ratio",
+    "ws_ingress_ratio",
+    "rss_mb_per_10k_channels",
+    "cpu_percent_10k_channels_waiting",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One figure's target: `key <op> bound`."""
+
+    key: str
+    op: str
+    bound: float
+
+    def check(self, value: Any) -> bool | None:
+        """Whether `value` meets the target; None when there is no value."""
+        if value is None:
+            return None
+        compare: Callable[[Any, Any], bool] = _OPS[self.op]
+        return bool(compare(value, self.bound))
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+}
+
+TARGETS = (
+    Target("max_calls_in_any_1s_window", "<=", 5),
+    Target("throttled", "==", 0),
+    Target("lost_cues", "==", 0),
+    Target("channel_calls_per_s", ">=", 4.8),
+    Target("payload_fill", ">=", 0.9),
+    Target("speedup_vs_naive", ">=", 6),
+    Target("account_utilization", ">=", 0.95),
+    Target("fairness", ">=", 0.99),
+    Target("max_account_calls_in_any_1s_window", "<=", 155),
+    Target("added_latency_p99_ms", "<=", 10),
+    Target("http_ingress_ratio", ">=", 0.7),
+    Target("ws_ingress_ratio", ">=", 0.5),
+    Target("rss_mb_per_10k_channels", "<=", 20),
+    Target("throttled_any_scenario", "==", 0),
+    Target("lost_cues_any_scenario", "==", 0),
+)
+
+
+def _get(tree: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def summarize(scenarios: dict[str, Any]) -> dict[str, Any]:
+    """The `summary` object: exactly `SUMMARY_KEYS`, None for a scenario that did not run."""
+    saturated = _get(scenarios, "saturated", "by_size", SUMMARY_SIZE) or {}
+    naive = _get(scenarios, "naive", "by_size", SUMMARY_SIZE) or {}
+    account = scenarios.get("account") or {}
+    light = scenarios.get("light") or {}
+    ingress = scenarios.get("ingress") or {}
+    scale = _get(scenarios, "scale", "by_channels", SUMMARY_SCALE) or {}
+    gateway_rate = saturated.get("delivered_cues_per_s")
+    naive_rate = naive.get("naive_delivered_cues_per_s")
+    summary = {
+        "delivered_cues_per_s": gateway_rate,
+        "channel_calls_per_s": saturated.get("channel_calls_per_s"),
+        "max_calls_in_any_1s_window": saturated.get("max_calls_in_any_1s_window"),
+        "payload_fill": saturated.get("payload_fill"),
+        "cues_per_call": saturated.get("cues_per_call"),
+        "throttled": saturated.get("throttled"),
+        "lost_cues": saturated.get("lost_cues"),
+        "delivery_latency_p50_ms": _get(saturated, "latency", "p50_ms"),
+        "delivery_latency_p99_ms": _get(saturated, "latency", "p99_ms"),
+        "naive_delivered_cues_per_s": naive_rate,
+        "naive_throttled": naive.get("naive_throttled"),
+        "naive_lost_cues": naive.get("naive_lost_cues"),
+        "speedup_vs_naive": _ratio(gateway_rate, naive_rate),
+        "account_calls_per_s": account.get("account_calls_per_s"),
+        "account_utilization": account.get("account_utilization"),
+        "max_account_calls_in_any_1s_window": account.get("max_account_calls_in_any_1s_window"),
+        "fairness": account.get("fairness"),
+        "added_latency_p50_ms": light.get("added_latency_p50_ms"),
+        "added_latency_p99_ms": light.get("added_latency_p99_ms"),
+        "http_ingress_ratio": ingress.get("http_ingress_ratio"),
+        "ws_ingress_ratio": ingress.get("ws_ingress_ratio"),
+        "rss_mb_per_10k_channels": scale.get("rss_mb_per_10k_channels"),
+        "cpu_percent_10k_channels_waiting": scale.get("cpu_percent_waiting"),
+    }
+    assert tuple(summary) == SUMMARY_KEYS
+    return summary
+
+
+def _gateway_runs(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
+    runs = list((_get(scenarios, "saturated", "by_size") or {}).values())
+    runs += list((_get(scenarios, "scale", "by_channels") or {}).values())
+    runs += [scenarios[name] for name in ("account", "light") if scenarios.get(name)]
+    return runs
+
+
+def check_targets(summary: dict[str, Any], scenarios: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with its value and whether it is met (None: not measured in this run)."""
+    runs = _gateway_runs(scenarios)
+    values = dict(summary)
+    values["throttled_any_scenario"] = max(r.get("throttled", 0) for r in runs) if runs else None
+    lost = [r["lost_cues"] for r in runs if "lost_cues" in r]
+    values["lost_cues_any_scenario"] = max(lost) if lost else None
+    return [
+        {
+            "key": t.key,
+            "target": f"{t.op} {t.bound:g}",
+            "value": values.get(t.key),
+            "met": t.check(values.get(t.key)),
+        }
+        for t in TARGETS
+    ]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:,.1f}"
+    if isinstance(value, list):
+        return " / ".join(_fmt(v) for v in value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _rows(title: str, header: list[str], rows: list[list[Any]]) -> list[str]:
+    table = [header, *[[_fmt(c) if i else str(c) for i, c in enumerate(r)] for r in rows]]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    lines = ["", title]
+    for n, row in enumerate(table):
+        cells = [
+            str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i])
+            for i, c in enumerate(row)
+        ]
+        lines.append("  " + "  ".join(cells))
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _delivery(scenarios: dict[str, Any]) -> list[str]:
+    saturated = _get(scenarios, "saturated", "by_size") or {}
+    naive = _get(scenarios, "naive", "by_size") or {}
+    if not saturated and not naive:
+        return []
+    sizes = sorted({*saturated, *naive}, key=int)
+
+    def row(label: str, source: dict[str, Any], *path: str) -> list[Any]:
+        return [label, *(_get(source.get(s, {}), *path) for s in sizes)]
+
+    speedups = [
+        _ratio(
+            _get(saturated.get(s, {}), "delivered_cues_per_s"),
+            _get(naive.get(s, {}), "naive_delivered_cues_per_s"),
+        )
+        for s in sizes
+    ]
+    return _rows(
+        "1-2. One channel offered 10x what fits: gateway vs naive client",
+        ["figure", *(f"{s} B cues" for s in sizes)],
+        [
+            row("gateway delivered cues/s", saturated, "delivered_cues_per_s"),
+            row("naive delivered cues/s", naive, "naive_delivered_cues_per_s"),
+            ["speedup vs naive", *speedups],
+            row("PutMetadata calls/s", saturated, "channel_calls_per_s"),
+            row("max calls in any 1 s", saturated, "max_calls_in_any_1s_window"),
+            row("tightest 6 calls, ms", saturated, "tightest_6_calls_ms"),
+            row("payload fill", saturated, "payload_fill"),
+            row("  (best possible)", saturated, "ideal_payload_fill"),
+            row("cues per call", saturated, "cues_per_call"),
+            row("throttled (gateway)", saturated, "throttled"),
+            row("lost cues (gateway)", saturated, "lost_cues"),
+            row("latency p50 ms", saturated, "latency", "p50_ms"),
+            row("latency p99 ms", saturated, "latency", "p99_ms"),
+            row("POSTs refused 429, share", saturated, "refused_share"),
+            row("naive throttled calls", naive, "naive_throttled"),
+            row("naive lost cues", naive, "naive_lost_cues"),
+            row("naive offered cues", naive, "offered_cues"),
+            row("naive tightest 6 calls, ms", naive, "tightest_6_calls_ms"),
+        ],
+    )
+
+
+def _account(account: dict[str, Any]) -> list[str]:
+    return _rows(
+        f"3. {account['channels']} busy channels on one account (limit 155 calls/s)",
+        ["figure", "value"],
+        [
+            ["account calls/s", account["account_calls_per_s"]],
+            ["account utilization", account["account_utilization"]],
+            ["max calls in any 1 s", account["max_account_calls_in_any_1s_window"]],
+            ["tightest 156 calls, ms", account["tightest_156_calls_ms"]],
+            ["mean PutMetadata call, ms", account.get("mean_call_ms")],
+            [f"fairness (Jain, {account['fairness_turns']} turns)", account["fairness"]],
+            ["calls per channel min / max", account["calls_per_channel_min_max"]],
+            ["throttled", account["throttled"]],
+            ["lost cues", account["lost_cues"]],
+        ],
+    )
+
+
+def _light(light: dict[str, Any]) -> list[str]:
+    return _rows(
+        f"4. Light load: one cue every {light['period_ms']} ms on {light['channels']} channels",
+        ["figure", "value"],
+        [
+            ["added latency p50 ms", light["added_latency_p50_ms"]],
+            ["added latency p99 ms", light["added_latency_p99_ms"]],
+            ["  from request sent, p99 ms", light["latency"]["from_request_p99_ms"]],
+            ["throttled", light["throttled"]],
+            ["lost cues", light["lost_cues"]],
+        ],
+    )
+
+
+def _ingress(ingress: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            "HTTP POST /v1/cues",
+            ingress["gateway_http_per_s"],
+            ingress["bare_http_per_s"],
+            ingress["http_ingress_ratio"],
+            ingress["gateway_http_cpu_us"],
+            ingress["bare_http_cpu_us"],
+            ingress["http_cpu_ratio"],
+        ],
+        [
+            "WebSocket cue frames",
+            ingress["gateway_ws_per_s"],
+            ingress["bare_ws_per_s"],
+            ingress["ws_ingress_ratio"],
+            ingress["gateway_ws_cpu_us"],
+            ingress["bare_ws_cpu_us"],
+            ingress["ws_cpu_ratio"],
+        ],
+    ]
+    if ingress.get("gateway_ws_batched_cues_per_s"):
+        rows.append(
+            [
+                f"  WebSocket, {ingress['ws_batch_cues_per_frame']} cues a frame",
+                ingress["gateway_ws_batched_cues_per_s"],
+                None,
+                None,
+                ingress["gateway_ws_batched_cpu_us_per_cue"],
+                None,
+                None,
+            ]
+        )
+    return _rows(
+        "5. Ingress, single cues, same load generator (CPU: the server's, per cue)",
+        [
+            "figure",
+            "gateway/s",
+            "bare aiohttp/s",
+            "ratio",
+            "gateway CPU us",
+            "bare CPU us",
+            "CPU ratio",
+        ],
+        rows,
+    )
+
+
+def _scale(scale: dict[str, Any]) -> list[str]:
+    return _rows(
+        "6. Channel scale: one cue on each channel, then waiting under the account cap",
+        ["channels", "RSS MB", "+MB per 10k ch", "B per channel", "intake s", "CPU % waiting"],
+        [
+            [
+                f"{int(n):,}",
+                s["rss_mb_loaded"],
+                s["rss_mb_per_10k_channels"],
+                s["bytes_per_channel"],
+                s["intake_s"],
+                s["cpu_percent_waiting"],
+            ]
+            for n, s in scale.items()
+        ],
+    )
+
+
+def render(result: dict[str, Any]) -> str:
+    """The run as text tables: per-scenario figures, then the targets."""
+    scenarios = result["scenarios"]
+    lines = [f"metadata_gateway benchmark ({result['bench']['profile']} profile)"]
+    lines += _delivery(scenarios)
+    if scenarios.get("account"):
+        lines += _account(scenarios["account"])
+    if scenarios.get("light"):
+        lines += _light(scenarios["light"])
+    if scenarios.get("ingress"):
+        lines += _ingress(scenarios["ingress"])
+    if scale := _get(scenarios, "scale", "by_channels"):
+        lines += _scale(scale)
+    lines += _rows(
+        "Targets",
+        ["figure", "value", "target", "met"],
+        [
+            [t["key"], t["value"], t["target"], {True: "yes", False: "NO", None: "-"}[t["met"]]]
+            for t in result["targets"]
+        ],
+    )
+    return "\n".join(lines)
+
+
+def _ratio(part: Any, whole: Any) -> float | None:
+    return round(part / whole, 2) if part and whole else None

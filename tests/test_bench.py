@@ -1,0 +1,88 @@
+"""The benchmark harness end to end, briefly, so that it cannot rot unnoticed (no timings)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_TIMEOUT_S = 50
+SMOKE_COMMAND = (sys.executable, "-m", "bench", "--profile", "smoke", "--only", "saturated")
+# The contract of issue 5, spelled out here rather than imported from `bench`, so that a
+# change to the harness cannot quietly change what it promises.
+SUMMARY_KEYS = (
+    "delivered_cues_per_s",
+    "channel_calls_per_s",
+    "max_calls_in_any_1s_window",
+    "payload_fill",
+    "cues_per_call",
+    "throttled",
+    "lost_cues",
+    "delivery_latency_p50_ms",
+    "delivery_latency_p99_ms",
+    "naive_delivered_cues_per_s",
+    "naive_throttled",
+    "naive_lost_cues",
+    "speedup_vs_naive",
+    "account_calls_per_s",
+    "account_utilization",
+    "max_account_calls_in_any_1s_window",
+    "fairness",
+    "added_latency_p50_ms",
+    "added_latency_p99_ms",
+    "http_ingress_ratio",
+    "ws_ingress_ratio",
+    "rss_mb_per_10k_channels",
+    "cpu_percent_10k_channels_waiting",
+)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`python -m bench` on its smallest scenario: one saturated channel of 100-byte cues."""
+    out = tmp_path_factory.mktemp("bench") / "out.json"
+    completed = subprocess.run(
+        [*SMOKE_COMMAND, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document: dict[str, Any] = orjson.loads(out.read_bytes())
+    return document
+
+
+def test_summary_has_exactly_the_agreed_keys(smoke_run: dict[str, Any]) -> None:
+    """The JSON's `summary` names every agreed figure, and nothing else."""
+    assert tuple(smoke_run["summary"]) == SUMMARY_KEYS
+
+
+def test_saturated_channel_loses_nothing_and_is_never_throttled(
+    smoke_run: dict[str, Any],
+) -> None:
+    """Every cue answered 202 reaches IVS or is counted as dropped; IVS refuses no call."""
+    summary = smoke_run["summary"]
+    assert summary["lost_cues"] == 0
+    assert summary["throttled"] == 0
+    assert summary["max_calls_in_any_1s_window"] is not None
+    figures = smoke_run["scenarios"]["saturated"]["by_size"]["100"]
+    assert figures["drained"] is True
+    assert figures["accepted"] > 0
+    assert figures["duplicate_deliveries"] == 0
+    assert figures["unknown_deliveries"] == 0
+
+
+def test_targets_are_reported_for_what_ran(smoke_run: dict[str, Any]) -> None:
+    """Each target is listed; those of scenarios that did not run are marked unmeasured."""
+    targets = {t["key"]: t for t in smoke_run["targets"]}
+    assert targets["lost_cues"]["met"] is True
+    assert targets["throttled"]["met"] is True
+    assert targets["fairness"]["value"] is None
+    assert targets["fairness"]["met"] is None
