@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,16 +108,24 @@ async def submit(
         await asyncio.sleep(wait)
 
 
+def round_robin(gateway: Child | Sequence[Child]) -> list[Child]:
+    """The gateways requests go to in turn: one, or the replicas behind a load balancer."""
+    return [gateway] if isinstance(gateway, Child) else list(gateway)
+
+
 async def offer_paced(
     http: aiohttp.ClientSession,
-    gateway: Child,
+    gateway: Child | Sequence[Child],
     make_cue: Callable[[int], dict[str, Any]],
     *,
     rate: float,
     duration: float,
     log: OfferLog,
 ) -> None:
-    """Offer `rate` cues/s for `duration` s in batches, one request at a time, honouring 429."""
+    """Offer `rate` cues/s for `duration` s in batches, one request at a time, honouring 429;
+    with several gateways, each batch goes to the next one in turn (its retries stay there)."""
+    targets = round_robin(gateway)
+    requests = 0
     loop = asyncio.get_running_loop()
     start = loop.time()
     end = start + duration
@@ -133,7 +141,8 @@ async def offer_paced(
             batch = [make_cue(serial + n) for n in range(count)]
             serial += count
             log.offered += count
-            await submit(http, gateway, batch, log, deadline=end)
+            await submit(http, targets[requests % len(targets)], batch, log, deadline=end)
+            requests += 1
             # Time spent waiting out a 429 is not owed back: a client that honours
             # Retry-After offers less, which is the point of it.
             tick = max(tick, loop.time() - TICK_S)

@@ -85,6 +85,15 @@ async def metrics(http: aiohttp.ClientSession, gateway: Child) -> dict[str, floa
     return {name: float(value) for name, value in _SAMPLE.findall(text)}
 
 
+async def metrics_sum(http: aiohttp.ClientSession, gateways: Sequence[Child]) -> dict[str, float]:
+    """The samples of several replicas added up, as Prometheus would sum them."""
+    total: dict[str, float] = {}
+    for samples in await asyncio.gather(*(metrics(http, g) for g in gateways)):
+        for key, value in samples.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
 def labelled(samples: dict[str, float], name: str) -> dict[str, float]:
     """The samples of one metric by the value of its single label, e.g. dropped by reason."""
     found: dict[str, float] = {}

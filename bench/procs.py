@@ -7,7 +7,9 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -246,3 +248,62 @@ async def bare_server(*, log_dir: Path, name: str = "bare") -> AsyncIterator[Chi
     """The bare aiohttp baseline server (`bench.bare_server`) on a free port."""
     async with child(name, ["-m", "bench.bare_server", "--port", "0"], log_dir=log_dir) as running:
         yield running
+
+
+REDIS_FLAGS = ("--save", "", "--appendonly", "no")  # a throwaway store: no persistence
+
+
+def redis_binary() -> str | None:
+    """The redis-server executable, or None when it is not installed."""
+    return shutil.which("redis-server")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (redis-server cannot take port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def redis_server(*, log_dir: Path, name: str = "redis") -> AsyncIterator[str]:
+    """A throwaway redis-server on 127.0.0.1 (no persistence, its own directory); its URL."""
+    binary = redis_binary()
+    if binary is None:
+        raise ChildError("redis-server is not installed")
+    port = free_port()
+    directory = log_dir / name
+    directory.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}.log"
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            *REDIS_FLAGS,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            preexec_fn=_die_with_parent,
+        )
+    running = Child(name, process, log)
+    running.url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if process.returncode is not None:
+                raise ChildError(f"{name} exited early:\n{running.log_tail()}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise ChildError(f"{name} did not listen in time:\n{running.log_tail()}")
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            break
+        yield running.url
+    finally:
+        await running.stop(grace=5.0)

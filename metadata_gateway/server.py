@@ -57,7 +57,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                 extra={"local_ivs": settings.local_ivs},
             )
         if settings.local_ivs:
-            _log_demo(url, playback=settings.playback)
+            _log_demo(url, ivs_url=settings.endpoint_url or "", playback=settings.playback)
         await stop.wait()
         gateway = app[GATEWAY]
         log.info(
@@ -106,16 +106,19 @@ def _site_url(runner: web.AppRunner, host: str) -> str:
     return f"http://{host}"
 
 
-def _log_demo(url: str, *, playback: bool) -> None:
+def _log_demo(url: str, *, ivs_url: str, playback: bool) -> None:
     cue = '{"channel":"demo","type":"quiz","data":{"question_id":"q1","text":"2+2?"}}'
     curl = (
         f"curl -s -X POST {url}/v1/cues -H 'Content-Type: application/json' -d {shlex.quote(cue)}"
     )
-    log.info("try it", extra={"curl": curl, "viewer_events": "GET <local IVS>/_local/metadata"})
+    received = f"{ivs_url}/_local/metadata"
+    log.info("try it", extra={"curl": curl, "received_by_viewers": received})
     viewer = f"{url}/viewer?channel=demo" if playback else None
     console = f"{url}/console?channel=demo"
     log.info("demo pages", extra={"viewer": viewer, "console": console})
     pages = (f"    viewer:  {viewer}\n" if viewer else "") + f"    console: {console}\n"
+    pages += f"    what viewers received: {received}\n"
+
     print(f"\n  Post a cue:\n    {curl}\n\n  Watch and send:\n{pages}", flush=True)
 
 
