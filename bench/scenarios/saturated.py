@@ -7,6 +7,7 @@ channels never share a limit below the account's, which three channels cannot re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bench import observe
@@ -45,33 +46,52 @@ def steady_figures(events: list[Event], start: float, end: float) -> dict[str, A
     }
 
 
-async def _one_size(bench: Bench, ivs: Child, size: int) -> dict[str, Any]:
-    profile = bench.profile
+def queue_bound(bench: Bench, size: int) -> int:
+    """The channel queue bound for cues of `size` bytes: `queue_s` of full-rate delivery."""
     fits = CHANNEL_RATE * cues_per_call(size)
-    queue_bound = max(2 * cues_per_call(size), round(fits * profile.queue_s))
-    flags = ("--channel-max-cues", str(queue_bound), "--drain-timeout", "1")
+    return max(2 * cues_per_call(size), round(fits * bench.profile.queue_s))
+
+
+async def _one_size(bench: Bench, ivs: Child, size: int) -> dict[str, Any]:
+    flags = ("--channel-max-cues", str(queue_bound(bench, size)), "--drain-timeout", "1")
     (arn,) = await bench.channels(ivs, 1, f"saturated-{size}")
     async with bench.gateway(ivs, f"saturated-gateway-{size}", flags=flags) as gateway:
-        log = OfferLog()
-        await offer_paced(
-            bench.http,
-            gateway,
-            lambda n: cue(arn, size, serial=n),
-            rate=profile.overload * fits,
-            duration=profile.saturated_s,
-            log=log,
-        )
-        drained = await observe.wait_drained(
-            bench.http, gateway, within=profile.queue_s * 2 + DRAIN_GRACE_S
-        )
-        samples = await observe.metrics(bench.http, gateway)
+        return await drive(bench, ivs, arn, size, [gateway], observe.wait_drained)
+
+
+Drain = Callable[..., Awaitable[bool]]
+
+
+async def drive(
+    bench: Bench,
+    ivs: Child,
+    arn: str,
+    size: int,
+    gateways: Sequence[Child],
+    drain: Callable[..., Awaitable[bool]],
+) -> dict[str, Any]:
+    """Offer 10x what fits on `arn` through `gateways` (in turn), let them drain, read IVS."""
+    profile = bench.profile
+    fits = CHANNEL_RATE * cues_per_call(size)
+    log = OfferLog()
+    await offer_paced(
+        bench.http,
+        gateways,
+        lambda n: cue(arn, size, serial=n),
+        rate=profile.overload * fits,
+        duration=profile.saturated_s,
+        log=log,
+    )
+    target: Any = gateways[0] if len(gateways) == 1 else gateways
+    drained = await drain(bench.http, target, within=profile.queue_s * 2 + DRAIN_GRACE_S)
+    samples = await observe.metrics_sum(bench.http, gateways)
     events = [e for e in await observe.events(bench.http, ivs.url) if e.channel == arn]
     figures: dict[str, Any] = {
         "cue_bytes": size,
         "channel": arn,
         "fits_cues_per_s": fits,
         "demand_cues_per_s": round(profile.overload * fits, 1),
-        "channel_queue_bound": queue_bound,
+        "channel_queue_bound": queue_bound(bench, size),
         "drained": drained,
         **log.as_json(),
         **steady_figures(events, log.started + profile.saturated_warmup_s, log.ended),
