@@ -56,10 +56,11 @@ async def _one_size(bench: Bench, ivs: Child, size: int) -> dict[str, Any]:
     flags = ("--channel-max-cues", str(queue_bound(bench, size)), "--drain-timeout", "1")
     (arn,) = await bench.channels(ivs, 1, f"saturated-{size}")
     async with bench.gateway(ivs, f"saturated-gateway-{size}", flags=flags) as gateway:
-        return await drive(bench, ivs, arn, size, [gateway], observe.wait_drained)
 
+        def drain(within: float) -> Awaitable[bool]:
+            return observe.wait_drained(bench.http, gateway, within=within)
 
-Drain = Callable[..., Awaitable[bool]]
+        return await drive(bench, ivs, arn, size, [gateway], drain)
 
 
 async def drive(
@@ -68,9 +69,10 @@ async def drive(
     arn: str,
     size: int,
     gateways: Sequence[Child],
-    drain: Callable[..., Awaitable[bool]],
+    drain: Callable[[float], Awaitable[bool]],
 ) -> dict[str, Any]:
-    """Offer 10x what fits on `arn` through `gateways` (in turn), let them drain, read IVS."""
+    """Offer 10x what fits on `arn` through `gateways` (in turn), wait (`drain(within)`) until
+    they hold nothing, read IVS's record."""
     profile = bench.profile
     fits = CHANNEL_RATE * cues_per_call(size)
     log = OfferLog()
@@ -82,8 +84,7 @@ async def drive(
         duration=profile.saturated_s,
         log=log,
     )
-    target: Any = gateways[0] if len(gateways) == 1 else gateways
-    drained = await drain(bench.http, target, within=profile.queue_s * 2 + DRAIN_GRACE_S)
+    drained = await drain(profile.queue_s * 2 + DRAIN_GRACE_S)
     samples = await observe.metrics_sum(bench.http, gateways)
     events = [e for e in await observe.events(bench.http, ivs.url) if e.channel == arn]
     figures: dict[str, Any] = {
