@@ -297,7 +297,7 @@ async def redis_server(*, log_dir: Path, name: str = "redis") -> AsyncIterator[s
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
                 if time.monotonic() >= deadline:
-                    raise ChildError(f"{name} did not listen in time:\n{running.log_tail()}")
+                    raise ChildError(f"{name} did not listen:\n{running.log_tail()}") from None
                 await asyncio.sleep(0.02)
                 continue
             writer.close()

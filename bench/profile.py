@@ -30,6 +30,9 @@ class Profile:
     scale_channels: tuple[int, ...] = (1_000, 10_000, 100_000)
     scale_cpu_s: float = 5.0  # CPU is sampled this long while cues wait under the account cap
     disturbed_retries: int = 1  # reruns of a timing-sensitive scenario the machine disturbed
+    distributed: bool = True  # run scenarios 1 (100 B) and 3 again on 3 replicas and Redis
+    distributed_saturated_s: float = 20.0  # its saturated_s and account_s
+    distributed_account_s: float = 15.0
 
 
 FULL = Profile(name="full")
@@ -49,6 +52,8 @@ QUICK = Profile(
     ingress_ws_batch=0,
     scale_channels=(1_000, 10_000),
     scale_cpu_s=2.0,
+    distributed_saturated_s=3.0,
+    distributed_account_s=3.0,
     disturbed_retries=0,
 )
 
@@ -59,5 +64,9 @@ SMOKE = Profile(
     saturated_s=3.0,
     saturated_warmup_s=0.5,
     queue_s=1.0,
+    account_channels=20,
+    account_s=2.0,
+    distributed_saturated_s=3.0,
+    distributed_account_s=2.0,
     disturbed_retries=0,
 )

@@ -37,6 +37,24 @@ SUMMARY_KEYS = (
 )
 
 
+# The figures of scenarios 1 (100 B) and 3 that the distributed scenario measures again.
+DISTRIBUTED_KEYS = (
+    "delivered_cues_per_s",
+    "channel_calls_per_s",
+    "max_calls_in_any_1s_window",
+    "payload_fill",
+    "cues_per_call",
+    "throttled",
+    "lost_cues",
+    "delivery_latency_p50_ms",
+    "delivery_latency_p99_ms",
+    "account_calls_per_s",
+    "account_utilization",
+    "max_account_calls_in_any_1s_window",
+    "fairness",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One figure's target: `key <op> bound`."""
@@ -125,8 +143,23 @@ def summarize(scenarios: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def summarize_distributed(distributed: dict[str, Any]) -> dict[str, Any]:
+    """The `distributed_summary` object: `DISTRIBUTED_KEYS` as `summarize` computes them from
+    the distributed runs, plus `replicas`, or None each and `skipped` when it did not run."""
+    summary = summarize(distributed)
+    figures: dict[str, Any] = {"replicas": distributed.get("replicas")}
+    figures.update({key: summary[key] for key in DISTRIBUTED_KEYS})
+    if "skipped" in distributed:
+        figures["skipped"] = distributed["skipped"]
+    return figures
+
+
 def _gateway_runs(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
     runs = list((_get(scenarios, "saturated", "by_size") or {}).values())
+    # The replicas' runs count too: a throttle or a lost cue is one whatever the mode.
+    runs += list((_get(scenarios, "distributed", "saturated", "by_size") or {}).values())
+    if _get(scenarios, "distributed", "account"):
+        runs.append(scenarios["distributed"]["account"])
     runs += list((_get(scenarios, "scale", "by_channels") or {}).values())
     runs += [scenarios[name] for name in ("account", "light") if scenarios.get(name)]
     return runs
@@ -316,6 +349,60 @@ def _scale(scale: dict[str, Any]) -> list[str]:
     )
 
 
+def _distributed(result: dict[str, Any]) -> list[str]:
+    distributed = result["scenarios"]["distributed"]
+    title = "7. Distributed mode: the figures of 1 (100 B) and 3, one process vs 3 replicas"
+    if "skipped" in distributed:
+        return ["", title, f"  skipped: {distributed['skipped']}"]
+    single = result["summary"]
+    replicas = result.get("distributed_summary") or {}
+    targets = {t.key: f"{t.op} {t.bound:g}" for t in TARGETS}
+    sat = _get(distributed, "saturated", "by_size", SUMMARY_SIZE) or {}
+    acc = distributed.get("account") or {}
+    rows: list[list[Any]] = [
+        [key, single.get(key), replicas.get(key), targets.get(key, "")] for key in DISTRIBUTED_KEYS
+    ]
+    rows += [
+        [
+            "tightest 6 calls, ms",
+            _tightest(result, "saturated"),
+            sat.get("tightest_6_calls_ms"),
+            "",
+        ],
+        [
+            "tightest 156 calls, ms",
+            _get(result, "scenarios", "account", "tightest_156_calls_ms"),
+            acc.get("tightest_156_calls_ms"),
+            "",
+        ],
+        [
+            "POSTs refused 429, share",
+            _get(result, "scenarios", "saturated", "by_size", SUMMARY_SIZE, "refused_share"),
+            sat.get("refused_share"),
+            "",
+        ],
+        [
+            "account lost cues",
+            _get(result, "scenarios", "account", "lost_cues"),
+            acc.get("lost_cues"),
+            "",
+        ],
+        [
+            "duplicate deliveries",
+            _get(result, "scenarios", "saturated", "by_size", SUMMARY_SIZE, "duplicate_deliveries"),
+            sat.get("duplicate_deliveries"),
+            "",
+        ],
+    ]
+    return _rows(
+        title, ["figure", "1 process", f"{replicas.get('replicas')} replicas", "target"], rows
+    )
+
+
+def _tightest(result: dict[str, Any], name: str) -> Any:
+    return _get(result, "scenarios", name, "by_size", SUMMARY_SIZE, "tightest_6_calls_ms")
+
+
 def render(result: dict[str, Any]) -> str:
     """The run as text tables: per-scenario figures, then the targets."""
     scenarios = result["scenarios"]
@@ -329,6 +416,8 @@ def render(result: dict[str, Any]) -> str:
         lines += _ingress(scenarios["ingress"])
     if scale := _get(scenarios, "scale", "by_channels"):
         lines += _scale(scale)
+    if scenarios.get("distributed"):
+        lines += _distributed(result)
     lines += _rows(
         "Targets",
         ["figure", "value", "target", "met"],

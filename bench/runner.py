@@ -13,8 +13,8 @@ from typing import Any
 from bench import machine
 from bench.context import Bench, open_bench
 from bench.profile import Profile
-from bench.report import check_targets, summarize
-from bench.scenarios import account, ingress, light, naive, saturated, scale
+from bench.report import check_targets, summarize, summarize_distributed
+from bench.scenarios import account, distributed, ingress, light, naive, saturated, scale
 
 Scenario = Callable[[Bench], Awaitable[dict[str, Any]]]
 
@@ -30,6 +30,7 @@ SCENARIOS: dict[str, Scenario] = {
     "saturated": saturated.run,
     "naive": naive.run,
     "account": account.run,
+    "distributed": distributed.run,
     "ingress": ingress.run,
     "scale": scale.run,
 }
@@ -65,6 +66,8 @@ async def run(
     document["bench"]["duration_s"] = round(time.monotonic() - started, 1)
     document["bench"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     document["summary"] = summary
+    if "distributed" in results:
+        document["distributed_summary"] = summarize_distributed(results["distributed"])
     document["targets"] = check_targets(summary, results)
     document["scenarios"] = results
     return document

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +88,61 @@ def test_targets_are_reported_for_what_ran(smoke_run: dict[str, Any]) -> None:
     assert targets["throttled"]["met"] is True
     assert targets["fairness"]["value"] is None
     assert targets["fairness"]["met"] is None
+
+
+DISTRIBUTED_COMMAND = (sys.executable, "-m", "bench", "--profile", "smoke", "--only", "distributed")
+DISTRIBUTED_TIMEOUT_S = 90
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_distributed_scenario_reports_beside_the_single_process(tmp_path: Path) -> None:
+    """3 replicas on one Redis: the same figures, in `distributed_summary`, the summary intact."""
+    out = tmp_path / "out.json"
+    completed = subprocess.run(
+        [*DISTRIBUTED_COMMAND, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=DISTRIBUTED_TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document: dict[str, Any] = orjson.loads(out.read_bytes())
+    assert tuple(document["summary"]) == SUMMARY_KEYS
+    replicas = document["distributed_summary"]
+    assert replicas["replicas"] == 3
+    assert replicas["lost_cues"] == 0
+    assert replicas["throttled"] == 0
+    assert replicas["fairness"] is not None
+    scenario = document["scenarios"]["distributed"]
+    saturated = scenario["saturated"]["by_size"]["100"]
+    assert saturated["drained"] is True
+    assert saturated["accepted"] > 0
+    assert saturated["unknown_deliveries"] == 0
+    assert scenario["account"]["drained"] is True
+    assert scenario["account"]["lost_cues"] == 0
+    assert "3 replicas" in completed.stdout
+
+
+def test_distributed_scenario_is_skipped_without_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No redis-server: the scenario says so instead of failing, and the table shows the note."""
+    from bench import procs, report
+    from bench.context import Bench
+    from bench.profile import SMOKE
+    from bench.scenarios import distributed
+
+    monkeypatch.setattr(procs, "redis_binary", lambda: None)
+    bench = Bench(profile=SMOKE, log_dir=Path("/nonexistent"), http=None)  # type: ignore[arg-type]
+    figures = asyncio.run(distributed.run(bench))
+    assert "redis-server is not installed" in figures["skipped"]
+    scenarios = {"distributed": figures}
+    summary = report.summarize(scenarios)
+    document = {
+        "bench": {"profile": "smoke"},
+        "summary": summary,
+        "distributed_summary": report.summarize_distributed(figures),
+        "targets": report.check_targets(summary, scenarios),
+        "scenarios": scenarios,
+    }
+    assert document["distributed_summary"]["lost_cues"] is None
+    assert "skipped: redis-server is not installed" in report.render(document)

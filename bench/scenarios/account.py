@@ -12,6 +12,7 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bench import observe
@@ -20,6 +21,7 @@ from bench.context import Bench
 from bench.cues import cue, cues_per_call
 from bench.delivery import accounting, latencies, tightest_span_ms
 from bench.load import MAX_BATCH, OfferLog, submit
+from bench.procs import Child
 
 ACCOUNT_RATE = 155  # IVS PutMetadata calls/s per account
 CUE_SIZE = 100
@@ -31,36 +33,50 @@ PREFILL_TIMEOUT_S = 60.0
 
 async def run(bench: Bench) -> dict[str, Any]:
     """Prefill every channel, let the gateway drain them all, then read IVS's record."""
-    profile = bench.profile
-    count = profile.account_channels
-    share = ACCOUNT_RATE / count  # calls/s each channel gets when all are busy
-    per_channel = math.ceil(share * cues_per_call(CUE_SIZE) * (profile.account_s + 2 * SETTLE_S))
     async with bench.local_ivs("account-ivs") as ivs:
-        arns = await bench.channels(ivs, count, "account")
+        arns = await bench.channels(ivs, bench.profile.account_channels, "account")
         flags = ("--drain-timeout", "1")
         async with bench.gateway(ivs, "account-gateway", flags=flags) as gateway:
-            log = OfferLog()
-            # Cue n goes to channel n % count: every request feeds 100 channels, so all of
-            # them are backlogged within the prefill rather than one after another.
-            cues = [cue(arns[n % count], CUE_SIZE, serial=n) for n in range(count * per_channel)]
-            batches = [cues[i : i + MAX_BATCH] for i in range(0, len(cues), MAX_BATCH)]
-            limit = asyncio.Semaphore(PREFILL_CONCURRENCY)
-            deadline = time.monotonic() + PREFILL_TIMEOUT_S
 
-            async def send(batch: list[dict[str, Any]]) -> None:
-                async with limit:
-                    await submit(bench.http, gateway, batch, log, deadline=deadline)
+            def drain(within: float) -> Awaitable[bool]:
+                return observe.wait_drained(bench.http, gateway, within=within)
 
-            log.started = time.time()
-            await asyncio.gather(*(send(b) for b in batches))
-            log.ended = prefilled = time.time()
-            log.offered = len(cues)
-            drained = await observe.wait_drained(
-                bench.http, gateway, within=profile.account_s * 2 + DRAIN_GRACE_S
-            )
-            samples = await observe.metrics(bench.http, gateway)
-        every = await observe.events(bench.http, ivs.url)
-        stats = await observe.put_metadata_stats(bench.http, ivs.url)
+            return await drive(bench, ivs, arns, [gateway], drain)
+
+
+async def drive(
+    bench: Bench,
+    ivs: Child,
+    arns: list[str],
+    gateways: Sequence[Child],
+    drain: Callable[[float], Awaitable[bool]],
+) -> dict[str, Any]:
+    """Prefill `arns` through `gateways` (batch k to gateway k mod n), wait (`drain(within)`)
+    until they hold nothing, and read the account's figures from IVS's record."""
+    profile = bench.profile
+    count = len(arns)
+    share = ACCOUNT_RATE / count  # calls/s each channel gets when all are busy
+    per_channel = math.ceil(share * cues_per_call(CUE_SIZE) * (profile.account_s + 2 * SETTLE_S))
+    log = OfferLog()
+    # Cue n goes to channel n % count: every request feeds 100 channels, so all of
+    # them are backlogged within the prefill rather than one after another.
+    cues = [cue(arns[n % count], CUE_SIZE, serial=n) for n in range(count * per_channel)]
+    batches = [cues[i : i + MAX_BATCH] for i in range(0, len(cues), MAX_BATCH)]
+    limit = asyncio.Semaphore(PREFILL_CONCURRENCY)
+    deadline = time.monotonic() + PREFILL_TIMEOUT_S
+
+    async def send(k: int, batch: list[dict[str, Any]]) -> None:
+        async with limit:
+            await submit(bench.http, gateways[k % len(gateways)], batch, log, deadline=deadline)
+
+    log.started = time.time()
+    await asyncio.gather(*(send(k, b) for k, b in enumerate(batches)))
+    log.ended = prefilled = time.time()
+    log.offered = len(cues)
+    drained = await drain(profile.account_s * 2 + DRAIN_GRACE_S)
+    samples = await observe.metrics_sum(bench.http, gateways)
+    every = await observe.events(bench.http, ivs.url)
+    stats = await observe.put_metadata_stats(bench.http, ivs.url)
     ours = set(arns)
     events = [e for e in every if e.channel in ours]
     # The contended window: after the prefill settled, until the first channel ran dry.
