@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from dataclasses import dataclass
 
 # From botocore's IVS model (shape ChannelArn); botocore itself does not check it before sending.
@@ -35,4 +36,7 @@ def parse_channel_arn(value: str) -> ChannelArn | None:
     if match is None:
         return None
     region, account, channel_id = match.groups()
-    return ChannelArn(arn=value, region=region, account=account, channel_id=channel_id)
+    # Thousands of channels share a few regions and accounts: keep one copy of each.
+    return ChannelArn(
+        arn=value, region=sys.intern(region), account=sys.intern(account), channel_id=channel_id
+    )

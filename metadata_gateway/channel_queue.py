@@ -79,7 +79,9 @@ class ChannelQueue:
     )
 
     def __init__(self) -> None:
-        self._lanes: tuple[OrderedDict[int, Pending], ...] = tuple(OrderedDict() for _ in Priority)
+        # One line per priority, made on first use: most channels only ever use one, and an
+        # empty OrderedDict costs 128 bytes, times 10k channels.
+        self._lanes: list[OrderedDict[int, Pending] | None] = [None] * len(Priority)
         self._scheduled: dict[int, Pending] = {}
         self._releases: list[tuple[float, int]] = []  # heap of (release_at, seq) of scheduled
         self._by_key: dict[str, Pending] = {}
@@ -96,7 +98,8 @@ class ChannelQueue:
     def __iter__(self) -> Iterator[Pending]:
         """Waiting cues, in the order they would be sent."""
         for lane in self._lanes:
-            yield from lane.values()
+            if lane:
+                yield from lane.values()
 
     def __repr__(self) -> str:
         return (
@@ -150,13 +153,13 @@ class ChannelQueue:
             heapq.heappush(self._releases, (release, pending.seq))
         elif old is not None and old.state is CueState.QUEUED and old.cue.priority == cue.priority:
             # Latest wins, in the place of the cue it replaces.
-            self._lanes[cue.priority][old.seq] = pending
+            self._lane(cue.priority)[old.seq] = pending
             self._forget(old)
             pending.seq, old.seq = old.seq, -1
         else:
             if old is not None:
                 self.remove(old)
-            self._lanes[cue.priority][pending.seq] = pending
+            self._lane(cue.priority)[pending.seq] = pending
         self._remember(pending)
         return old
 
@@ -165,7 +168,7 @@ class ChannelQueue:
         if pending.state is CueState.SCHEDULED:
             del self._scheduled[pending.seq]
         else:
-            del self._lanes[pending.cue.priority][pending.seq]
+            del self._lane(pending.cue.priority)[pending.seq]
         self._forget(pending)
 
     def cancel(self, cue_id: str) -> tuple[Pending, CueState] | None:
@@ -193,7 +196,7 @@ class ChannelQueue:
             if pending is None:
                 continue
             pending.state = CueState.QUEUED
-            self._lanes[pending.cue.priority][pending.seq] = pending
+            self._lane(pending.cue.priority)[pending.seq] = pending
             released += 1
         return released
 
@@ -298,7 +301,7 @@ class ChannelQueue:
                 superseded.append(pending)
                 continue
             pending.state = CueState.QUEUED
-            lane = self._lanes[pending.cue.priority]
+            lane = self._lane(pending.cue.priority)
             lane[pending.seq] = pending
             lane.move_to_end(pending.seq, last=False)
             self._remember(pending)
@@ -327,7 +330,13 @@ class ChannelQueue:
 
     def _find(self, seq: int) -> Pending | None:
         for lane in self._lanes:
-            pending = lane.get(seq)
+            pending = lane.get(seq) if lane else None
             if pending is not None:
                 return pending
         return self._scheduled.get(seq)
+
+    def _lane(self, priority: Priority) -> OrderedDict[int, Pending]:
+        lane = self._lanes[priority]
+        if lane is None:
+            lane = self._lanes[priority] = OrderedDict()
+        return lane
