@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+
+from metadata_gateway.local_ivs.events import max_in_window as max_in_window
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -15,17 +17,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def max_in_window(times: Iterable[float], window: float = 1.0) -> int:
-    """The most timestamps in any half-open window `(t - window, t]`, as IVS counts a quota."""
-    ordered = sorted(times)
-    worst, start = 0, 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - window:
-            start += 1
-        worst = max(worst, end - start + 1)
-    return worst
 
 
 def steady_rate(times: Sequence[float]) -> float | None:

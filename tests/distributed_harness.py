@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 
 from metadata_gateway.local_ivs import MetadataEvent
+from metadata_gateway.local_ivs.events import max_in_window as max_in_window
 
 START_TIMEOUT_S = 15.0
 REDIS_TEST_FLAGS = ("--save", "", "--appendonly", "no")  # tests only; production wants AOF
@@ -269,14 +270,3 @@ def delivered_ids(events: Sequence[MetadataEvent]) -> list[str]:
     for event in events:
         ids.extend(item["i"] for item in orjson.loads(event.metadata)["c"])
     return ids
-
-
-def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
-    """The most arrivals in any half-open window of `window` seconds."""
-    ordered = sorted(times)
-    best, low = 0, 0
-    for high, t in enumerate(ordered):
-        while ordered[low] <= t - window:
-            low += 1
-        best = max(best, high - low + 1)
-    return best

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+
+def max_in_window(times: Iterable[float], window: float = 1.0) -> int:
+    """The most arrivals in any half-open window `(t - window, t]`, as IVS counts its quotas."""
+    ordered = sorted(times)
+    worst, start = 0, 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - window:
+            start += 1
+        worst = max(worst, end - start + 1)
+    return worst
 
 
 @dataclass(frozen=True, slots=True)
