@@ -1,4 +1,4 @@
-"""The summary the task asks for, the targets it is checked against, and the printed table."""
+"""The summary the benchmark promises (its JSON contract), the targets, and the printed table."""
 
 from __future__ import annotations
 
