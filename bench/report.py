@@ -88,6 +88,7 @@ TARGETS = (
     Target("fairness", ">=", 0.99),
     Target("max_account_calls_in_any_1s_window", "<=", 155),
     Target("added_latency_p99_ms", "<=", 10),
+    Target("schedule_lag_p99_ms", "<=", 210),  # one call interval plus 10 ms
     Target("http_ingress_ratio", ">=", 0.7),
     Target("ws_ingress_ratio", ">=", 0.5),
     Target("rss_mb_per_10k_channels", "<=", 20),
@@ -172,6 +173,7 @@ def check_targets(summary: dict[str, Any], scenarios: dict[str, Any]) -> list[di
     values["throttled_any_scenario"] = max(r.get("throttled", 0) for r in runs) if runs else None
     lost = [r["lost_cues"] for r in runs if "lost_cues" in r]
     values["lost_cues_any_scenario"] = max(lost) if lost else None
+    values["schedule_lag_p99_ms"] = _get(scenarios, "light", "schedule_lag_p99_ms")
     return [
         {
             "key": t.key,
@@ -276,6 +278,7 @@ def _light(light: dict[str, Any]) -> list[str]:
         [
             ["added latency p50 ms", light["added_latency_p50_ms"]],
             ["added latency p99 ms", light["added_latency_p99_ms"]],
+            ["schedule lag p99 ms (not_before to IVS)", light.get("schedule_lag_p99_ms")],
             ["  from request sent, p99 ms", light["latency"]["from_request_p99_ms"]],
             ["throttled", light["throttled"]],
             ["lost cues", light["lost_cues"]],
