@@ -8,20 +8,15 @@ The long run is the `slow` test, `MG_RUN_SLOW=1 pytest tests/test_api_fuzz.py -m
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import requests
 import schemathesis
+from gateway_process import GatewayProcess, start_gateway, stop_gateway
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import (
@@ -33,7 +28,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import metadata_gateway
-from metadata_gateway.auth import hash_token
 
 SPEC = Path(metadata_gateway.__file__).with_name("openapi.json")
 EXAMPLES = int(os.environ.get("MG_FUZZ_EXAMPLES", "50"))
@@ -42,7 +36,6 @@ RUN_SLOW = os.environ.get("MG_RUN_SLOW") == "1"
 SEED = int(os.environ.get("MG_FUZZ_SEED", "20200714"))
 TOKEN = "mgw_fuzz-token-for-tests-only"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-START_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
 
 # Whatever the request, the answer must be documented: status, content type, headers, body;
@@ -108,65 +101,15 @@ def _label(case: schemathesis.Case) -> str:
     return f"{case.operation.label} {case.meta.phase.name.value} {case.meta.generation.mode.value}"
 
 
-@dataclass
-class GatewayProcess:
-    """A `metadata-gateway serve --local-ivs` child process and where it logs."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def log_records(self) -> list[dict[str, Any]]:
-        records = []
-        for line in self.log.read_bytes().splitlines():
-            try:
-                records.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                records.append({"level": "raw", "message": line.decode(errors="replace")})
-        return records
-
-
-def start_gateway(workdir: Path, **env: str) -> GatewayProcess:
-    """Start the gateway with a token on a free port; wait for its "gateway listening" line."""
-    tokens = workdir / "tokens.toml"
-    tokens.write_text(
-        f'[[tokens]]\nname = "fuzz"\nsha256 = "{hash_token(TOKEN)}"\nrate = 1000000\n'
-    )
-    log = workdir / "gateway.log"
-    environ = {**os.environ, "MG_DRAIN_TIMEOUT": "1", "MG_LOG_LEVEL": "info", **env}
-    command = [sys.executable, "-m", "metadata_gateway", "serve", "--local-ivs", "--port", "0"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "--tokens-file", str(tokens)],
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            env=environ,
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline and process.poll() is None:
-        for line in log.read_bytes().splitlines():
-            if b'"gateway listening"' in line:
-                return GatewayProcess(process, str(orjson.loads(line)["url"]), log)
-        time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise AssertionError(f"the gateway did not start:\n{log.read_text()[-2000:]}")
-
-
-def stop_gateway(gateway: GatewayProcess) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
-    gateway.process.send_signal(signal.SIGTERM)
-    try:
-        gateway.process.wait(10)
-    except subprocess.TimeoutExpired:
-        gateway.process.kill()
-        gateway.process.wait()
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """One gateway process for the whole module."""
-    started = start_gateway(tmp_path_factory.mktemp("fuzz"))
+    started = start_gateway(
+        tmp_path_factory.mktemp("fuzz"),
+        token=TOKEN,
+        name="fuzz",
+        env={"MG_DRAIN_TIMEOUT": "1", "MG_LOG_LEVEL": "info"},
+    )
     try:
         yield started
     finally:
@@ -245,5 +188,5 @@ def test_gateway_survived_the_fuzzing_without_logging_an_error(
     print(f"\nschemathesis: {statuses.total()} requests answered (seed {SEED})")
     for (operation, status), count in sorted(statuses.items()):
         print(f"  {operation:48} {status}: {count}")
-    errors = [r for r in gateway.log_records() if r.get("level") in ("error", "critical", "raw")]
+    errors = gateway.error_records()
     assert errors == [], errors[:3]

@@ -13,22 +13,17 @@ import base64
 import contextlib
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 import pytest
-
-from metadata_gateway.auth import hash_token
+from gateway_process import GatewayProcess, start_gateway, stop_gateway
 
 TOKEN = "mgw_hostile-token-for-tests-only"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -39,7 +34,6 @@ SLOW_FUZZ_REQUESTS = int(os.environ.get("MG_FUZZ_SLOW_REQUESTS", "100000"))
 MAX_BODY = 256 * 1024  # the gateway's default max_body_bytes
 MAX_FUZZ_BODY = 2 * MAX_BODY  # larger ones are refused the same way, and aiohttp warns of them
 MAX_RSS_GROWTH_MB = 20.0  # after warm-up, over the whole fuzz loop
-START_TIMEOUT_S = 30.0
 
 # Settings the hostile gateway runs with. KEEPALIVE_TIMEOUT and BODY_TIMEOUT bound how long a
 # connection may idle, dribble its headers or dribble its body; the gateway must cut such a
@@ -60,87 +54,16 @@ GATEWAY_ENV = {
 # ---- the gateway process -----------------------------------------------------------------
 
 
-@dataclass
-class GatewayProcess:
-    """A `metadata-gateway serve --local-ivs` child process with a token, and its log."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    @property
-    def address(self) -> tuple[str, int]:
-        parts = urlsplit(self.url)
-        assert parts.hostname is not None
-        assert parts.port is not None
-        return parts.hostname, parts.port
-
-    def rss_mb(self) -> float:
-        """Resident memory now, from /proc/<pid>/status."""
-        return self._status_kb("VmRSS") / 1024
-
-    def peak_rss_mb(self) -> float:
-        """The most resident memory the process has had (its high-water mark)."""
-        return self._status_kb("VmHWM") / 1024
-
-    def _status_kb(self, name: str) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(f"{name}:"):
-                return int(line.split()[1])
-        raise AssertionError(f"no {name} in /proc/{self.process.pid}/status")
-
-    def error_records(self) -> list[dict[str, Any]]:
-        """Log lines at error level or above, and anything that is not a JSON log line."""
-        found = []
-        for line in self.log.read_bytes().splitlines():
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                record = {"level": "raw", "message": line.decode(errors="replace")}
-            if record.get("level") in ("error", "critical", "raw"):
-                found.append(record)
-        return found
-
-
-def start_gateway(workdir: Path) -> GatewayProcess:
-    """Start the gateway with one token on a free port; wait for "gateway listening"."""
-    tokens = workdir / "tokens.toml"
-    tokens.write_text(
-        f'[[tokens]]\nname = "hostile"\nsha256 = "{hash_token(TOKEN)}"\nrate = 1000000\n'
-    )
-    log = workdir / "gateway.log"
-    command = [sys.executable, "-m", "metadata_gateway", "serve", "--local-ivs", "--port", "0"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "--tokens-file", str(tokens)],
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            env={**os.environ, **GATEWAY_ENV},
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline and process.poll() is None:
-        for line in log.read_bytes().splitlines():
-            if b'"gateway listening"' in line:
-                return GatewayProcess(process, str(orjson.loads(line)["url"]), log)
-        time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise AssertionError(f"the gateway did not start:\n{log.read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """One gateway process for the module, stopped with SIGTERM (SIGKILL after 10 s)."""
-    started = start_gateway(tmp_path_factory.mktemp("hostile"))
+    started = start_gateway(
+        tmp_path_factory.mktemp("hostile"), token=TOKEN, name="hostile", env=GATEWAY_ENV
+    )
     try:
         yield started
     finally:
-        started.process.send_signal(signal.SIGTERM)
-        try:
-            started.process.wait(10)
-        except subprocess.TimeoutExpired:
-            started.process.kill()
-            started.process.wait()
+        stop_gateway(started)
 
 
 @pytest.fixture
