@@ -12,6 +12,7 @@ from metadata_gateway.auth import Authenticator
 from metadata_gateway.config import Settings
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.http_api import errors_middleware, routes
+from metadata_gateway.intake import LocalIntake
 from metadata_gateway.ivs import MetadataSink
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
@@ -77,6 +78,8 @@ def create_app(
             await runtime.start(gateway, receipts)
             assert runtime.intake is not None
             app[INTAKE] = runtime.intake
+        else:
+            app[INTAKE] = LocalIntake(gateway)
         try:
             yield
         finally:

@@ -16,4 +16,4 @@ METRICS = web.AppKey("metrics", Metrics)
 RECEIPTS = web.AppKey("receipts", ReceiptRouter)
 WS_HUB = web.AppKey("ws_hub", WsHub)
 AUTH = web.AppKey("auth", Authenticator)  # absent when the gateway runs without tokens
-INTAKE: web.AppKey[Intake] = web.AppKey("intake")  # absent: the gateway's own queues
+INTAKE: web.AppKey[Intake] = web.AppKey("intake")  # the gateway's own queues, or Redis

@@ -19,7 +19,7 @@ from metadata_gateway.cues import Cue, resolve_channel
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.ingress import accept_document, decode_json, reject
-from metadata_gateway.intake import Intake, LocalIntake
+from metadata_gateway.intake import Intake
 from metadata_gateway.metrics import CONTENT_TYPE
 
 routes = web.RouteTableDef()
@@ -127,8 +127,8 @@ def _closing(error: CueError) -> CueError:
 
 
 def intake_of(app: web.Application) -> Intake:
-    """Where this app keeps accepted cues: its configured intake, or the gateway's queues."""
-    return app.get(INTAKE) or LocalIntake(app[GATEWAY])
+    """Where this app keeps accepted cues: the gateway's queues, or Redis."""
+    return app[INTAKE]
 
 
 def _body_too_large(size: int | None, limit: int) -> CueError:

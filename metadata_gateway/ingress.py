@@ -9,7 +9,7 @@ import orjson
 
 from metadata_gateway.cues import Cue
 from metadata_gateway.errors import CueError
-from metadata_gateway.gateway import Accepted, Gateway
+from metadata_gateway.gateway import Accepted
 from metadata_gateway.intake import Intake
 from metadata_gateway.metrics import Metrics
 
@@ -22,23 +22,6 @@ def decode_json(body: bytes | str) -> Any:
         raise CueError("invalid_json", f"the body is not valid JSON: {exc}", status=400) from None
 
 
-def submit_document(
-    gateway: Gateway,
-    metrics: Metrics,
-    document: Any,
-    *,
-    authorize: Callable[[Sequence[Cue]], None] | None = None,
-) -> list[Accepted]:
-    """Queue a single cue object or a `{"cues": [...]}` batch, counting what happened."""
-    cues, batch = split_document(metrics, document)
-    try:
-        answers = gateway.submit(cues, batch=batch, authorize=authorize)
-    except CueError as exc:
-        raise reject(metrics, exc, len(cues)) from None
-    count_answers(metrics, answers)
-    return answers
-
-
 async def accept_document(
     intake: Intake,
     metrics: Metrics,
@@ -46,7 +29,8 @@ async def accept_document(
     *,
     authorize: Callable[[Sequence[Cue]], None] | None = None,
 ) -> list[Accepted]:
-    """Like `submit_document`, through an intake that may keep the cues elsewhere first."""
+    """Keep a single cue object or a `{"cues": [...]}` batch through `intake`, counting what
+    happened."""
     cues, batch = split_document(metrics, document)
     try:
         answers = await intake.submit(cues, batch=batch, authorize=authorize)

@@ -46,7 +46,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         client=client,
         max_in_flight=settings.ws_max_in_flight,
         outbound_max_bytes=settings.ws_outbound_max_bytes,
-        intake=request.app.get(INTAKE),
+        intake=request.app[INTAKE],
     )
     hub.sessions.add(session)
     metrics.ws_connections.inc()

@@ -15,8 +15,8 @@ from metadata_gateway.auth import Authenticator, TokenSpec
 from metadata_gateway.cues import Cue, resolve_channel
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Accepted, Gateway
-from metadata_gateway.ingress import accept_document, decode_json, reject, submit_document
-from metadata_gateway.intake import Intake
+from metadata_gateway.ingress import accept_document, decode_json, reject
+from metadata_gateway.intake import Intake, LocalIntake
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
 
@@ -44,7 +44,7 @@ class WsSession:
         intake: Intake | None = None,
     ) -> None:
         self.ws = ws
-        self._intake = intake
+        self._intake = intake if intake is not None else LocalIntake(gateway)
         self._transport = transport
         self._gateway = gateway
         self._metrics = metrics
@@ -150,11 +150,8 @@ class WsSession:
     # ---- inbound ------------------------------------------------------------------------
 
     async def receive(self, text: str | bytes) -> None:
-        """Answer one frame like `handle`, awaiting the intake's keeping of the cues (the
-        reader awaits each frame, so acks stay in frame order)."""
-        if self._intake is None:
-            self.handle(text)
-            return
+        """Answer one frame with an ack or a nack, never raising for bad input; the reader
+        awaits each frame, so acks stay in frame order."""
         parsed = self._parse_frame(text)
         if parsed is None:
             return
@@ -164,21 +161,6 @@ class WsSession:
                 self._intake, self._metrics, document, authorize=self._authorizer()
             )
         except CueError as exc:  # already counted by accept_document
-            self.send({"op": "nack", "ref": ref, "error": exc.body()})
-            return
-        self._ack(ref, answers)
-
-    def handle(self, text: str | bytes) -> None:
-        """Answer one frame with an ack or a nack; never raises for bad input."""
-        parsed = self._parse_frame(text)
-        if parsed is None:
-            return
-        ref, document = parsed
-        try:
-            answers = submit_document(
-                self._gateway, self._metrics, document, authorize=self._authorizer()
-            )
-        except CueError as exc:  # already counted by submit_document
             self.send({"op": "nack", "ref": ref, "error": exc.body()})
             return
         self._ack(ref, answers)

@@ -5,6 +5,7 @@ The rate limiter's property lives in test_rate_limit.py.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from metadata_gateway.cues import CUE_FIELDS, CUE_TYPES, Cue, Priority, parse_cu
 from metadata_gateway.envelope import MAX_METADATA_BYTES, encode_payload
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Gateway
-from metadata_gateway.ingress import decode_json, submit_document
+from metadata_gateway.ingress import accept_document, decode_json
+from metadata_gateway.intake import LocalIntake
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
 from metadata_gateway.ws_session import WsSession
@@ -332,7 +334,9 @@ FIXTURE_PER_TEST = [HealthCheck.function_scoped_fixture]  # one gateway for all 
 def test_submitting_any_body_queues_cues_or_raises_cue_error(gateway: Gateway, body: bytes) -> None:
     """From body bytes to queued cues: an answer per cue, or one typed `CueError`."""
     metrics = Metrics(gateway)
-    answers = attempt(lambda: submit_document(gateway, metrics, decode_json(body)))
+    answers = attempt(
+        lambda: asyncio.run(accept_document(LocalIntake(gateway), metrics, decode_json(body)))
+    )
     if isinstance(answers, CueError):
         assert 400 <= answers.status < 500
         orjson.dumps(answers.body())
@@ -360,7 +364,7 @@ class _Ws:
     )
 )
 def test_every_websocket_frame_gets_exactly_one_answer(gateway: Gateway, frame: bytes) -> None:
-    """Any frame, JSON or not, is answered by one ack or nack, and `handle` never raises."""
+    """Any frame, JSON or not, is answered by one ack or nack, and `receive` never raises."""
     session = WsSession(
         _Ws(),  # type: ignore[arg-type]
         transport=None,
@@ -373,7 +377,7 @@ def test_every_websocket_frame_gets_exactly_one_answer(gateway: Gateway, frame: 
         outbound_max_bytes=1 << 20,
     )
     try:
-        session.handle(frame)
+        asyncio.run(session.receive(frame))
         answers = [orjson.loads(message) for message in session._out]
     finally:
         session.forget()
