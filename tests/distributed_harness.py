@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -238,7 +239,7 @@ async def post_load(
     n = 0
     for k in range(requests):
         await asyncio.sleep(max(0.0, start + k * batch / cues_per_s - loop.time()))
-        cues = []
+        cues: list[dict[str, Any]] = []
         for _ in range(batch):
             cues.append(
                 {

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from metadata_gateway.app import create_app
 from metadata_gateway.appkeys import GATEWAY, METRICS
@@ -35,7 +36,7 @@ class RunningGateway:
     def gateway(self) -> Gateway:
         return self.app[GATEWAY]
 
-    async def post(self, body: Any) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+    async def post(self, body: Any) -> tuple[int, Any, CIMultiDictProxy[str]]:
         async with self.http.post(f"{self.url}/v1/cues", json=body) as response:
             return response.status, await response.json(), response.headers
 

@@ -95,10 +95,11 @@ for _schema in (schema, slow_schema):
 statuses: Counter[tuple[str, int]] = Counter()  # (operation and phase, status) -> responses
 
 
-def _label(case: schemathesis.Case) -> str:
+def _label(case: schemathesis.Case[Any]) -> str:
+    label: str = case.operation.label
     if case.meta is None:
-        return case.operation.label
-    return f"{case.operation.label} {case.meta.phase.name.value} {case.meta.generation.mode.value}"
+        return label
+    return f"{label} {case.meta.phase.name.value} {case.meta.generation.mode.value}"
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def http() -> Iterator[requests.Session]:
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_answer_conforms_to_the_spec(
-    case: schemathesis.Case, gateway: GatewayProcess, http: requests.Session
+    case: schemathesis.Case[Any], gateway: GatewayProcess, http: requests.Session
 ) -> None:
     """Generated and mutated requests get a documented status, content type and body, never 5xx."""
     response = case.call_and_validate(
@@ -141,7 +142,7 @@ def test_every_answer_conforms_to_the_spec(
 @slow_schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_long_fuzz_every_answer_conforms_to_the_spec(
-    case: schemathesis.Case, gateway: GatewayProcess, http: requests.Session
+    case: schemathesis.Case[Any], gateway: GatewayProcess, http: requests.Session
 ) -> None:
     """The same property over MG_FUZZ_SLOW_EXAMPLES examples per operation."""
     response = case.call_and_validate(

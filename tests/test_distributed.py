@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import time
 from collections import Counter
@@ -179,7 +180,7 @@ async def two_replicas(
         running_gateway(local_ivs, redis_url=redis_url, insecure_no_auth=True) as b,
     ):
         for gateway in (a, b):
-            await gateway.wait_for(lambda g=gateway: _ready(g.app))
+            await gateway.wait_for(functools.partial(_ready, gateway.app))
         yield a.app, b.app, a.url, b.url
 
 
@@ -242,7 +243,7 @@ async def test_channel_bound_holds_across_replicas(local_ivs: LocalIvs, redis_ur
         running_gateway(local_ivs, **overrides) as b,
     ):
         for gateway in (a, b):
-            await gateway.wait_for(lambda g=gateway: _ready(g.app))
+            await gateway.wait_for(functools.partial(_ready, gateway.app))
         statuses = []
         for i in range(4):
             target = a if i % 2 else b

@@ -74,6 +74,7 @@ def test_spec_and_router_name_the_same_operations(spec: dict[str, Any]) -> None:
     for route in app.router.routes():
         if route.method in ("HEAD", "*"):
             continue
+        assert route.resource is not None
         path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.resource.canonical)
         served.add((route.method, path))
     assert served == set(operations(spec))

@@ -288,8 +288,9 @@ NEAR_CUES = st.fixed_dictionaries(
 DOCUMENTS = JSON | NEAR_CUES | st.fixed_dictionaries({"cues": st.lists(NEAR_CUES | JSON)})
 # Nesting past what orjson encodes (254) but not past what it decodes (1024).
 DEEP = st.integers(250, 1100).map(lambda depth: "[" * depth + "]" * depth)
-DEEP_BODIES = DEEP.map(lambda deep: f'{{"channel":"show","type":"custom","data":{{"d":{deep}}}}}')
-DEEP_BODIES = DEEP_BODIES.map(str.encode)
+DEEP_BODIES = DEEP.map(
+    lambda deep: f'{{"channel":"show","type":"custom","data":{{"d":{deep}}}}}'.encode()
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -69,7 +69,7 @@ async def test_bad_frames_get_nacks_in_order_and_the_connection_stays_open(
     async with running_gateway(local_ivs) as gw, await connect(gw) as ws:
         for frame in frames:
             await ws.send_str(frame)
-        answers = []
+        answers: list[Any] = []
         while len(answers) < len(frames):
             message = await receive(ws)
             if message["op"] in ("ack", "nack"):

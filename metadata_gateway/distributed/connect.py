@@ -28,6 +28,6 @@ def connect(url: str, **options: Any) -> Redis:
         raise ValueError("a Sentinel URL names the service: redis+sentinel://host:port/service")
     password = unquote(parts.password) if parts.password else None
     db = int(path[1]) if len(path) > 1 else 0
-    sentinel = Sentinel(hosts, sentinel_kwargs=dict(options), **options)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(hosts, sentinel_kwargs=dict(options), **options)
     client: Redis = sentinel.master_for(path[0], db=db, password=password)
     return client
