@@ -16,9 +16,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
 RUN python -m venv /opt/venv
+# The dependencies first, exactly as locked (versions and hashes), in a layer of their own that
+# survives code changes; then the project alone, built by the setuptools pyproject.toml pins.
+COPY requirements/runtime.lock ./requirements/
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY metadata_gateway/ ./metadata_gateway/
-RUN /opt/venv/bin/pip install .
+RUN /opt/venv/bin/pip install --no-deps .
 
 # ---- runtime: the virtualenv, a non-root user, nothing else ------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 from gateway_harness import running_gateway
 
@@ -23,6 +24,8 @@ from metadata_gateway.local_ivs import LocalIvs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
+RUNTIME_LOCK = ROOT / "requirements" / "runtime.lock"
+DEV_LOCK = ROOT / "requirements" / "dev.lock"
 DOCKERIGNORE = ROOT / ".dockerignore"
 DEPLOYMENT = ROOT / "deploy" / "k8s" / "base" / "deployment.yaml"
 GATEWAY_CONFIG = ROOT / "deploy" / "k8s" / "base" / "gateway.toml"
@@ -128,8 +131,7 @@ def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
 
 def test_the_copied_files_build_the_whole_package(tmp_path: Path) -> None:
     """`pip install .` on exactly the copied files ships every one of them and the command."""
-    (install,) = (run for run in args_of(stages()["build"], "RUN") if "pip install" in run)
-    assert install.split()[-2:] == ["install", "."]
+    assert ["--no-deps", "."] in pip_installs(stages()["build"])
     (workdir,) = args_of(stages()["build"], "WORKDIR")
     context = tmp_path / "context"
     package: set[str] = set()
@@ -230,3 +232,72 @@ async def test_healthcheck_passes_on_a_gateway_and_fails_without_one(local_ivs: 
         *argv, env={"MG_PORT": port}, stderr=asyncio.subprocess.DEVNULL
     )
     assert await unhealthy.wait() != 0
+
+
+def pins(lock: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """A hashed requirements lock as {name: (version, hashes)}."""
+    found: dict[str, tuple[str, frozenset[str]]] = {}
+    for entry in re.split(r"\n(?=[a-z0-9])", lock.read_text()):
+        match = re.match(r"([a-z0-9][a-z0-9._-]*)==(\S+)", entry)
+        if match is None:
+            continue
+        hashes = frozenset(re.findall(r"--hash=(sha256:[0-9a-f]{64})", entry))
+        assert hashes, f"{match.group(1)} has no hash in {lock.name}"
+        found[match.group(1)] = (match.group(2), hashes)
+    return found
+
+
+def pip_installs(stage: list[Instruction]) -> list[list[str]]:
+    """The argument lists of each `pip install` that `stage` runs."""
+    return [
+        run.split()[run.split().index("install") + 1 :]
+        for run in args_of(stage, "RUN")
+        if re.search(r"\bpip install\b", run)
+    ]
+
+
+def test_the_image_installs_exactly_the_runtime_lock() -> None:
+    """The build installs the dependencies only from the hashed runtime lock, and the project
+    without resolving anything else, so every build gets the same set."""
+    installs = pip_installs(stages()["build"])
+    assert installs == [
+        ["--require-hashes", "--no-deps", "-r", "requirements/runtime.lock"],
+        ["--no-deps", "."],
+    ]
+    assert not any("pip install" in run for run in args_of(final_stage(), "RUN"))
+    copied = {file.relative_to(ROOT).as_posix() for file, _ in copied_files()}
+    assert "requirements/runtime.lock" in copied
+
+
+def test_the_runtime_lock_is_the_tested_set() -> None:
+    """Every package of the runtime lock is in the dev lock the tests run on, at the same
+    version with the same hashes, and the lock names every runtime and `distributed` package."""
+    runtime, dev = pins(RUNTIME_LOCK), pins(DEV_LOCK)
+    assert runtime
+    for name, pin in runtime.items():
+        assert dev.get(name) == pin, f"{name}: runtime lock differs from the tested dev lock"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["distributed"]]
+    for requirement in wanted:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in runtime, f"{name} is not in the runtime lock"
+
+
+@pytest.mark.timeout(300)
+def test_the_runtime_lock_installs_a_working_gateway(tmp_path: Path) -> None:
+    """A venv built as the image builds it (the lock with hashes, then the project alone) is
+    complete: pip finds nothing missing and the command runs."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    for args in pip_installs(stages()["build"]):
+        subprocess.run([*pip, *args], cwd=ROOT, check=True, timeout=240, capture_output=True)
+    check = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout
+    command = subprocess.run(
+        [str(venv / "bin" / "metadata-gateway"), "serve", "--help"], capture_output=True, text=True
+    )
+    assert command.returncode == 0, command.stderr
+    assert "--redis-url" in command.stdout
