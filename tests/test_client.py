@@ -204,7 +204,10 @@ async def test_connection_errors_are_retried_until_the_gateway_is_up(local_ivs: 
         assert impatient.requests <= 3
     async with GatewayClient(url, backoff=Backoff(0.05, 0.2), max_retries=20) as client:
         sending = asyncio.create_task(client.send(cue(arn, 1, id="late-1")))
-        await asyncio.sleep(0.3)
+        deadline = asyncio.get_running_loop().time() + 5
+        while client.retries < 2:  # refused while nothing listens
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
         async with gateways(local_ivs, port):
             result = await sending
             assert result.status == "queued"

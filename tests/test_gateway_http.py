@@ -102,15 +102,20 @@ async def test_ttl_expiry_drops_stale_cues_never_sends_them(local_ivs: LocalIvs)
             {"channel": arn, "type": "caption", "data": {"text": "late"}, "ttl_ms": 150}
         )
         assert status == 202
-        await asyncio.sleep(0.3)
+        channel = gw.gateway.channels[arn]
+        await gw.wait_for(lambda: not channel.queue and channel.live is False)
         _, info = await gw.get(f"/v1/channels/{arn}")
         assert (info["pending"], info["live"]) == (0, False)
         assert "not_broadcasting" in info["last_error"]
-        local_ivs.state.start_stream(arn)
-        await asyncio.sleep(0.4)
-        assert payload_ids(local_ivs, arn) == []
         text = await gw.metrics()
         assert metric(text, 'metadata_gateway_cues_dropped_total{reason="expired"}') == 1
+        # Once the stream is up, a fresh cue goes out, and nothing before it.
+        local_ivs.state.start_stream(arn)
+        fresh = {"channel": arn, "type": "caption", "id": "fresh", "data": {"text": "now"}}
+        status, _, _ = await gw.post(fresh)
+        assert status == 202
+        await gw.wait_for(lambda: payload_ids(local_ivs, arn) != [])
+        assert payload_ids(local_ivs, arn) == ["fresh"]
 
 
 async def test_idempotent_ids_queue_and_deliver_once(local_ivs: LocalIvs) -> None:
@@ -128,8 +133,11 @@ async def test_idempotent_ids_queue_and_deliver_once(local_ivs: LocalIvs) -> Non
             "status": "duplicate",
             "delivered": True,
         }
-        await asyncio.sleep(0.3)
-        assert payload_ids(local_ivs, arn) == ["q1-live"]
+        # A channel's calls go out in order: once a later cue arrived, a repeat would have too.
+        _, marker, _ = await gw.post({**cue, "id": "marker"})
+        assert marker["cues"][0]["status"] == "queued"
+        await gw.wait_for(lambda: "marker" in payload_ids(local_ivs, arn))
+        assert payload_ids(local_ivs, arn) == ["q1-live", "marker"]
 
 
 async def test_request_errors_have_codes_and_lose_nothing(local_ivs: LocalIvs) -> None:

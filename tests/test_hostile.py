@@ -13,6 +13,7 @@ import base64
 import contextlib
 import os
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -483,6 +484,19 @@ async def test_cue_for_an_arn_whose_region_botocore_refuses_is_settled(
             assert receipt["op"] in ("sent", "dropped")
 
 
+async def wait_until_idle(gw: GatewayProcess, http: aiohttp.ClientSession) -> None:
+    """Return once the gateway holds no queued cue."""
+    deadline = time.monotonic() + 30
+    while True:
+        async with http.get(f"{gw.url}/metrics") as response:
+            text = await response.text()
+        queued = re.search(r"^metadata_gateway_queued_cues (\S+)$", text, re.MULTILINE)
+        if queued is not None and float(queued.group(1)) == 0:
+            return
+        assert time.monotonic() < deadline, "cues still queued after 30 s"
+        await asyncio.sleep(0.05)
+
+
 async def test_arbitrary_channel_arns_do_not_grow_memory_without_bound(
     gw: GatewayProcess, http: aiohttp.ClientSession
 ) -> None:
@@ -504,7 +518,7 @@ async def test_arbitrary_channel_arns_do_not_grow_memory_without_bound(
         ]
         async with http.post(f"{gw.url}/v1/cues", json={"cues": cues}) as response:
             statuses[response.status] += 1
-    await asyncio.sleep(1)  # let the calls for them go out and fail
+    await wait_until_idle(gw, http)  # every call for them went out and failed
     after = gw.rss_mb()
     print(f"\n750 made-up channels: statuses {dict(statuses)}, RSS {before:.1f} -> {after:.1f} MB")
     assert set(statuses) <= {202, 400}

@@ -1,9 +1,16 @@
 """Owned partitions' cues into the local Gateway, and their fate back into Redis.
 
 Per owned partition one reader task: first XAUTOCLAIM everything pending in the group (the
-previous owner's cues, in flight at its end included), then XREADGROUP new entries. As a
-`DeliveryListener`, it settles each sent or dropped cue (XACK + XDEL + counters) and publishes
-its receipt for the other replicas.
+previous owner's cues, in flight at its end included), then XREADGROUP new entries, and now and
+then XAUTOCLAIM entries left idle in another consumer's list. As a `DeliveryListener`, it settles
+each sent or dropped cue (XACK + XDEL + counters) and publishes its receipt for the other
+replicas.
+
+A reader reads only while its partition's lease is confirmed (`may_read`) and stops by itself
+once told to: an entry XREADGROUP hands to a replica that no longer owns the partition would sit
+in that replica's pending list, out of the new owner's sight. Cancelling is not enough to stop it:
+redis-py's asyncio client, on Python 3.11, sometimes completes a command normally in a task that
+was cancelled during it, and the cancellation is lost.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,25 +38,56 @@ log = logging.getLogger(__name__)
 READ_COUNT = 500  # entries per XREADGROUP / XAUTOCLAIM
 READ_BLOCK_MS = 1000  # a reader wakes at least this often to see it should stop
 RETRY_S = 0.5  # after a Redis error
+UNCONFIRMED_WAIT_S = 0.1  # a reader whose lease is unconfirmed looks again after this
+# Entries idle this long in another consumer's pending list were read by a replica that lost the
+# partition before it could queue them (a stalled process); the owner takes them over.
+RECLAIM_IDLE_MS = 5000
+RECLAIM_EVERY_S = 5.0
+# A stopped reader ends once its Redis call returns: the 1 s block, or the 3 s socket timeout.
+STOP_WAIT_S = 5.0
+
+
+@dataclass(slots=True, eq=False)
+class _Reader:
+    """One partition's reader task and the flag that tells it to stop."""
+
+    partition: int
+    stopped: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _always(partition: int) -> bool:
+    return True
 
 
 class PartitionConsumer:
     """Feeds the local gateway from owned partitions, and settles what it sent or dropped."""
 
-    def __init__(self, redis: Redis, store: CueStore, gateway: Gateway, *, replica: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        store: CueStore,
+        gateway: Gateway,
+        *,
+        replica: str,
+        may_read: Callable[[int], bool] = _always,
+    ) -> None:
         self._redis = redis
         self._store = store
         self._gateway = gateway
         self._replica = replica
-        self._readers: dict[int, asyncio.Task[None]] = {}
+        self.may_read = may_read  # whether a partition's lease is confirmed right now
+        self._readers: dict[int, _Reader] = {}
         self._entries: dict[tuple[str, str], tuple[int, str]] = {}  # (channel, id) -> entry
         self._outbox: list[Settlement] = []
+        self._settling: set[str] = set()  # entries settled here, not yet acknowledged in Redis
         self._receipts: list[dict[str, Any]] = []
         self._flush_wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one writer: a flush returns once all before it landed
         self._flusher: asyncio.Task[None] | None = None
         self.read = 0
         self.claimed = 0
+        self.reclaimed = 0
 
     def __repr__(self) -> str:
         return (
@@ -68,16 +107,15 @@ class PartitionConsumer:
     def take(self, partition: int) -> None:
         """Start reading a partition this replica now owns."""
         if partition not in self._readers:
-            self._readers[partition] = asyncio.create_task(
-                self._read(partition), name=f"mg-read-p{partition}"
-            )
+            reader = _Reader(partition)
+            reader.task = asyncio.create_task(self._read(reader), name=f"mg-read-p{partition}")
+            self._readers[partition] = reader
 
     async def give_up(self, partition: int) -> list[Pending]:
         """Stop reading a partition and forget its queued cues (they stay pending in Redis)."""
-        task = self._readers.pop(partition, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        reader = self._readers.pop(partition, None)
+        if reader is not None:
+            await self._stop(reader)
         arns = [
             arn
             for arn in self._gateway.channels
@@ -119,13 +157,12 @@ class PartitionConsumer:
 
     async def close(self) -> None:
         """Stop every reader, then write the settlements still waiting."""
-        for partition in list(self._readers):
-            task = self._readers.pop(partition)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        readers = list(self._readers.values())
+        self._readers.clear()
+        await asyncio.gather(*(self._stop(reader) for reader in readers))
         if self._flusher is not None:
             self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+            await asyncio.wait({self._flusher}, timeout=STOP_WAIT_S)
         try:
             async with asyncio.timeout(2.0):
                 await self._flush()
@@ -134,45 +171,81 @@ class PartitionConsumer:
 
     # ---- reading ------------------------------------------------------------------------
 
-    async def _read(self, partition: int) -> None:
+    async def _stop(self, reader: _Reader) -> None:
+        reader.stopped = True
+        task = reader.task
+        if task is None or task.done():
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
+        if not done:
+            log.error("reader did not stop", extra={"partition": reader.partition})
+
+    async def _read(self, reader: _Reader) -> None:
+        partition = reader.partition
         stream = PartitionKeys(partition).stream
-        start = "0-0"
-        while True:  # take over what the previous owner left pending
-            try:
-                claim: Any = await self._redis.xautoclaim(
-                    stream, GROUP, self._replica, 0, start_id=start, count=READ_COUNT
-                )
-            except (RedisError, OSError) as exc:
-                log.warning("claim failed", extra={"partition": partition, "error": str(exc)})
-                if "NOGROUP" in str(exc):
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._store.create_group(partition)
-                await asyncio.sleep(RETRY_S)
-                continue
-            start = _text(claim[0])
-            claimed = [e for e in claim[1] if e and e[1]]
-            self.claimed += len(claimed)
-            self._feed(partition, claimed)
-            if start == "0-0":
-                break
-        while True:
+        # Take over what the previous owner left pending, then read new entries.
+        if not await self._claim(reader, stream, min_idle_ms=0):
+            return
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time() + RECLAIM_EVERY_S
+        while not reader.stopped:
             if self._gateway.draining:
                 await asyncio.sleep(READ_BLOCK_MS / 1000)
+                continue
+            if not self.may_read(partition):
+                # Rare (Redis slow or away): the next renewal decides, a tick away at most.
+                await asyncio.sleep(UNCONFIRMED_WAIT_S)
+                continue
+            if loop.time() >= next_reclaim:
+                next_reclaim = loop.time() + RECLAIM_EVERY_S
+                if not await self._claim(reader, stream, min_idle_ms=RECLAIM_IDLE_MS):
+                    return
                 continue
             try:
                 answer: Any = await self._redis.xreadgroup(
                     GROUP, self._replica, {stream: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
             except (RedisError, OSError) as exc:
-                log.warning("read failed", extra={"partition": partition, "error": str(exc)})
-                if "NOGROUP" in str(exc):  # Redis came back empty: recreate the group
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._store.create_group(partition)
-                await asyncio.sleep(RETRY_S)
+                await self._read_failed(partition, "read failed", exc)
                 continue
+            if reader.stopped:  # read after the stop: left pending for the next owner
+                return
             for _, entries in answer or ():
                 self.read += len(entries)
                 self._feed(partition, entries)
+
+    async def _claim(self, reader: _Reader, stream: str, *, min_idle_ms: int) -> bool:
+        """XAUTOCLAIM every entry pending at least `min_idle_ms` and queue it; False once the
+        reader was stopped."""
+        start = "0-0"
+        while not reader.stopped:
+            try:
+                claim: Any = await self._redis.xautoclaim(
+                    stream, GROUP, self._replica, min_idle_ms, start_id=start, count=READ_COUNT
+                )
+            except (RedisError, OSError) as exc:
+                await self._read_failed(reader.partition, "claim failed", exc)
+                continue
+            if reader.stopped:
+                break
+            start = _text(claim[0])
+            claimed = [e for e in claim[1] if e and e[1]]
+            if min_idle_ms:
+                self.reclaimed += len(claimed)
+            else:
+                self.claimed += len(claimed)
+            self._feed(reader.partition, claimed)
+            if start == "0-0":
+                return True
+        return False
+
+    async def _read_failed(self, partition: int, what: str, exc: Exception) -> None:
+        log.warning(what, extra={"partition": partition, "error": str(exc)})
+        if "NOGROUP" in str(exc):  # Redis came back empty: recreate the group
+            with contextlib.suppress(RedisError, OSError):
+                await self._store.create_group(partition)
+        await asyncio.sleep(RETRY_S)
 
     def _feed(self, partition: int, raw: Sequence[Any]) -> None:
         for entry_id, fields in raw:
@@ -187,6 +260,8 @@ class PartitionConsumer:
         cue = entry.cue
         key = (cue.channel, cue.id)
         if key in self._entries:  # read again after a change of owner: already queued here
+            return
+        if entry.entry_id in self._settling:  # reclaimed while its settlement is on its way
             return
         self._entries[key] = (entry.partition, entry.entry_id)
         self._gateway.enqueue_accepted(cue, accepted_wall=entry.accepted_wall)
@@ -221,6 +296,7 @@ class PartitionConsumer:
                 continue
             partition, entry_id = found
             ids.append(pending.cue.id)
+            self._settling.add(entry_id)
             self._outbox.append(
                 Settlement(
                     partition,
@@ -256,15 +332,18 @@ class PartitionConsumer:
             await self._write()
 
     async def _write(self) -> None:
-        # Settlements first: a receipt then never announces a cue Redis still holds as pending.
-        while self._outbox:
+        # One pass over what waits now: a flush must end under steady sending, and what comes
+        # later wakes the flush loop again. Settlements first: a receipt then never announces a
+        # cue Redis still holds as pending.
+        if self._outbox:
             batch, self._outbox = self._outbox, []
             try:
                 await self._store.settle(batch)
             except BaseException:
                 self._outbox[:0] = batch
                 raise
-        while self._receipts:
+            self._settling.difference_update(item.entry_id for item in batch)
+        if self._receipts:
             messages, self._receipts = self._receipts, []
             async with self._redis.pipeline(transaction=False) as pipe:
                 for message in messages:

@@ -7,6 +7,10 @@ partitions that must move. A replica renews the leases it holds, releases the on
 elsewhere (after its calls in flight for them have ended), and acquires free leases it is
 preferred for, raising the partition's epoch. A replica that cannot renew stops sending before
 its leases can have expired: nobody else can acquire them earlier.
+
+The heartbeat waits for nothing but Redis: a partition is handed over in a task of its own,
+since waiting there for calls in flight (up to the IVS timeout) would let every other lease
+expire meanwhile, and another replica would take partitions this one still reads.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ LEASE_MS = 2000  # a dead owner's partitions move after at most this (plus one t
 LIVE_MS = 2000  # a replica without a heartbeat for this long is gone
 SELF_FENCE_S = LEASE_MS / 1000 * 0.6  # unconfirmed this long: stop sending before the lease ends
 RELEASE_WAIT_S = 6.0  # longest wait for a released partition's calls in flight
+STOP_WAIT_S = 5.0  # longest wait for the heartbeat task to end at shutdown
 
 # KEYS: lease. ARGV: replica, ms. Renew only a lease we still hold.
 _RENEW = """
@@ -111,13 +116,20 @@ class Ownership:
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
         self.epochs: dict[int, int] = {}  # owned partition -> its fencing epoch
+        self.confirmed: dict[int, float] = {}  # partition -> when Redis last renewed its lease
         self.live: list[str] = []
         self.last_ok: float | None = None  # when Redis last confirmed our heartbeat
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._handovers: dict[int, asyncio.Task[None]] = {}  # partitions being given up
+        self._releasing: set[int] = set()  # of those, the ones whose lease we still hold
 
     def __repr__(self) -> str:
-        return f"<Ownership {self.replica} owned={sorted(self.epochs)} live={len(self.live)}>"
+        return (
+            f"<Ownership {self.replica} owned={sorted(self.epochs)} "
+            f"handing_over={sorted(self._handovers)} live={len(self.live)}>"
+        )
 
     def start(self) -> None:
         """Start the heartbeat loop."""
@@ -127,20 +139,29 @@ class Ownership:
         """Whether Redis confirmed our heartbeat recently."""
         return self.last_ok is not None and self._clock() - self.last_ok < SELF_FENCE_S
 
+    def may_read(self, partition: int) -> bool:
+        """Whether this replica owns `partition` and Redis renewed its lease recently enough
+        that no other replica can hold it yet."""
+        at = self.confirmed.get(partition)
+        return partition in self.epochs and at is not None and self._clock() - at < SELF_FENCE_S
+
     async def close(self) -> None:
         """Stop, hand every partition back (its cues stay in Redis), and leave the live set."""
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
         for partition in list(self.epochs):
-            await self._give_up(partition, release=True)
+            self._hand_over(partition, release=True)
+        if self._handovers:
+            await asyncio.wait(list(self._handovers.values()))
         try:
             await self._redis.zrem(REPLICAS, self.replica)
         except (RedisError, OSError) as exc:
             log.warning("could not leave the replica set", extra={"error": str(exc)})
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self.tick()
                 self.error = None
@@ -150,7 +171,7 @@ class Ownership:
             if not self.healthy() and self.epochs:
                 log.warning("lost Redis: stopping sending", extra={"owned": sorted(self.epochs)})
                 for partition in list(self.epochs):
-                    await self._give_up(partition, release=False)
+                    self._hand_over(partition, release=False)
             await asyncio.sleep(TICK_S)
 
     async def tick(self) -> None:
@@ -166,17 +187,20 @@ class Ownership:
             *_, live = await pipe.execute()
         self.live = sorted(_text(r) for r in live)
         self.last_ok = started
-        for partition in list(self.epochs):
-            if not await self._renew(
+        # A partition being released keeps its lease until its calls in flight have ended.
+        for partition in [*self.epochs, *sorted(self._releasing)]:
+            if await self._renew(
                 keys=[PartitionKeys(partition).lease], args=[self.replica, LEASE_MS]
             ):
+                self.confirmed[partition] = started
+            elif partition in self.epochs:
                 log.warning("lease lost", extra={"partition": partition})
-                await self._give_up(partition, release=False)
+                self._hand_over(partition, release=False)
         owners = assignment(self._partitions, self.live)
         wanted = {p for p, owner in owners.items() if owner == self.replica}
         for partition in sorted(set(self.epochs) - wanted):
-            await self._give_up(partition, release=True)
-        for partition in sorted(wanted - set(self.epochs)):
+            self._hand_over(partition, release=True)
+        for partition in sorted(wanted - set(self.epochs) - set(self._handovers)):
             keys = PartitionKeys(partition)
             epoch = await self._acquire(
                 keys=[keys.lease, keys.epoch], args=[self.replica, LEASE_MS]
@@ -185,12 +209,32 @@ class Ownership:
                 # Settlements still waiting must reach Redis before we claim what is pending.
                 await self._consumer.flush()
                 self.epochs[partition] = int(epoch)
+                self.confirmed[partition] = started
                 self._consumer.take(partition)
                 log.info("partition taken", extra={"partition": partition, "epoch": int(epoch)})
         await self._share_accounts()
 
-    async def _give_up(self, partition: int, *, release: bool) -> None:
+    def _hand_over(self, partition: int, *, release: bool) -> None:
+        """Stop owning `partition` now, and give it up in a task of its own."""
         self.epochs.pop(partition, None)
+        if partition in self._handovers:
+            return
+        if release:
+            self._releasing.add(partition)
+        task = asyncio.create_task(
+            self._give_up(partition, release=release), name=f"mg-handover-p{partition}"
+        )
+        self._handovers[partition] = task
+        task.add_done_callback(lambda done: self._handed_over(partition, done))
+
+    def _handed_over(self, partition: int, task: asyncio.Task[None]) -> None:
+        self._handovers.pop(partition, None)
+        self._releasing.discard(partition)
+        self.confirmed.pop(partition, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hand-over failed", extra={"partition": partition}, exc_info=task.exception())
+
+    async def _give_up(self, partition: int, *, release: bool) -> None:
         evicted = await self._consumer.give_up(partition)
         if release:
             # Let calls in flight end first, so the next owner does not send their cues again.

@@ -101,6 +101,7 @@ class DistributedRuntime:
             partitions=self.store.partitions,
             clock=loop.time,
         )
+        self.consumer.may_read = self.ownership.may_read
         self.intake = RedisIntake(gateway, self.store, unavailable=self.unavailable)
         self.relay = ReceiptRelay(self._pubsub_redis, router, replica=self.replica)
         try:
