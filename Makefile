@@ -42,9 +42,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict metadata_gateway tests bench
 
-js-test:
+# The package's tests start `metadata-gateway` from the venv (a local IVS and gateways on
+# 127.0.0.1); tsc checks the shipped declarations against a TypeScript usage example.
+js-test: $(STAMP)
 	@if command -v node >/dev/null; then \
-		cd clients/js && npm ci --no-audit --no-fund --loglevel=error && node --test; \
+		cd clients/js && npm ci --no-audit --no-fund --loglevel=error && \
+		npx --no-install tsc --noEmit -p examples && node --test; \
 	else echo "node not found: skipping"; fi
 
 test: lint $(FRONTEND) js-test

@@ -13,6 +13,10 @@ from metadata_gateway.errors import CueError
 
 TOKEN_BYTES = 32  # 256 bits of randomness per token
 MIN_BURST = 100  # a full batch (100 cues) always fits, whatever the rate
+# Browsers cannot set headers on a WebSocket, only subprotocols: a client offers the plain
+# protocol (which the gateway selects) and the bearer one, which carries the token.
+WS_PROTOCOL = "metadata-gateway.v1"
+WS_BEARER_PREFIX = "metadata-gateway.bearer."
 
 
 def hash_token(token: str) -> str:
@@ -23,6 +27,27 @@ def hash_token(token: str) -> str:
 def new_token() -> str:
     """A new random token."""
     return "mgw_" + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def bearer_from_subprotocols(header: str | None) -> str | None:
+    """The token a `Sec-WebSocket-Protocol` header carries, as `Bearer <token>`; None if none.
+
+    A bearer protocol offered without `metadata-gateway.v1` is refused (400): the gateway could
+    select no protocol, and the browser would drop the connection anyway.
+    """
+    if not header:
+        return None
+    offered = [item.strip() for item in header.split(",")]
+    tokens = [p[len(WS_BEARER_PREFIX) :] for p in offered if p.startswith(WS_BEARER_PREFIX)]
+    if not tokens:
+        return None
+    if WS_PROTOCOL not in offered or len(tokens) > 1:
+        raise CueError(
+            "invalid_request",
+            f"offer the subprotocols {WS_PROTOCOL!r} and one {WS_BEARER_PREFIX!r}<token>",
+            status=400,
+        )
+    return f"Bearer {tokens[0]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,13 +69,17 @@ async def errors_middleware(
         )
 
 
-def authenticate(request: web.Request) -> TokenSpec | None:
-    """The client making the request (401 without a valid token), or None with auth off."""
+def authenticate(request: web.Request, *, fallback: str | None = None) -> TokenSpec | None:
+    """The client making the request (401 without a valid token), or None with auth off.
+
+    `fallback` is an `Authorization` value from elsewhere (a WebSocket subprotocol), used when
+    the request has no such header.
+    """
     auth = request.app.get(AUTH)
     if auth is None:
         return None
     try:
-        return auth.authenticate(request.headers.get("Authorization"))
+        return auth.authenticate(request.headers.get("Authorization") or fallback)
     except CueError as exc:
         raise reject(request.app[METRICS], exc) from None
 

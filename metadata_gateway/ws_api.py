@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
 from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS, RECEIPTS, WS_HUB
+from metadata_gateway.auth import WS_PROTOCOL, bearer_from_subprotocols
 from metadata_gateway.errors import CueError
 from metadata_gateway.http_api import authenticate
+from metadata_gateway.ingress import reject
 from metadata_gateway.ws_session import FRAME_HARD_LIMIT_FACTOR, WsSession
 
 
@@ -29,9 +31,16 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     settings = gateway.settings
     limit = settings.max_body_bytes
     ws = web.WebSocketResponse(
-        heartbeat=settings.ws_heartbeat, max_msg_size=limit * FRAME_HARD_LIMIT_FACTOR
+        heartbeat=settings.ws_heartbeat,
+        max_msg_size=limit * FRAME_HARD_LIMIT_FACTOR,
+        protocols=(WS_PROTOCOL,),
     )
-    client = authenticate(request)
+    try:
+        # Checked before the handshake: aiohttp logs offered protocols that it cannot select.
+        bearer = bearer_from_subprotocols(request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL))
+    except CueError as exc:
+        raise reject(metrics, exc) from None
+    client = authenticate(request, fallback=bearer)
     if gateway.draining:
         raise CueError("shutting_down", "the gateway is shutting down", status=503, retry_after=5)
     await ws.prepare(request)

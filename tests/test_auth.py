@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 import pytest
 from gateway_harness import new_channel, running_gateway
 
-from metadata_gateway.auth import TokenSpec, hash_token
+from metadata_gateway.auth import WS_BEARER_PREFIX, WS_PROTOCOL, TokenSpec, hash_token
 from metadata_gateway.local_ivs import LocalIvs
 
 QUIZ_TOKEN = "mgw_quiz-secret"
@@ -78,3 +80,42 @@ async def test_websocket_checks_the_token_at_upgrade_and_scope_per_frame(
             answers = [await ws.receive_json(timeout=5) for _ in range(3)]
         ops = [(a["op"], a["ref"], a.get("error", {}).get("code")) for a in answers]
         assert ops == [("ack", 1, None), ("nack", 2, "forbidden"), ("nack", 3, "forbidden")]
+
+
+async def test_websocket_takes_the_token_as_a_subprotocol_as_browsers_send_it(
+    local_ivs: LocalIvs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bearer subprotocol beside metadata-gateway.v1 authenticates; the token is never logged."""
+    caplog.set_level(logging.DEBUG)
+    main = new_channel(local_ivs, "wsproto")
+    async with running_gateway(local_ivs, channels={"main": main}, tokens=tokens("none/*")) as gw:
+        url = f"{gw.url}/v1/ws"
+        protocols = (WS_PROTOCOL, f"{WS_BEARER_PREFIX}{QUIZ_TOKEN}")
+        async with gw.http.ws_connect(url, protocols=protocols) as ws:
+            assert ws.protocol == WS_PROTOCOL
+            cue = {"channel": "main", "type": "quiz", "data": {"question_id": 1}}
+            await ws.send_json({"op": "cue", "ref": 1, **cue})
+            answer = await ws.receive_json(timeout=5)
+        assert (answer["op"], answer["ref"]) == ("ack", 1)
+        refused = {
+            (WS_PROTOCOL, f"{WS_BEARER_PREFIX}mgw_wrong"): 401,
+            (f"{WS_BEARER_PREFIX}{QUIZ_TOKEN}",): 400,  # no protocol the gateway could select
+            (WS_PROTOCOL, f"{WS_BEARER_PREFIX}{QUIZ_TOKEN}", f"{WS_BEARER_PREFIX}x"): 400,
+            (WS_PROTOCOL,): 401,  # the plain protocol alone carries no token
+        }
+        for offered, status in refused.items():
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await gw.http.ws_connect(url, protocols=offered)
+            assert info.value.status == status, offered
+    logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert QUIZ_TOKEN not in logged
+    assert "mgw_wrong" not in logged
+
+
+async def test_websocket_without_tokens_selects_the_plain_subprotocol(local_ivs: LocalIvs) -> None:
+    """With auth off, a client offering metadata-gateway.v1 gets it selected, as browsers need."""
+    async with running_gateway(local_ivs) as gw:
+        async with gw.http.ws_connect(f"{gw.url}/v1/ws", protocols=(WS_PROTOCOL,)) as ws:
+            assert ws.protocol == WS_PROTOCOL
+        async with gw.http.ws_connect(f"{gw.url}/v1/ws") as ws:  # none offered: none selected
+            assert ws.protocol is None

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import socket
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from metadata_gateway.app import create_app
 from metadata_gateway.appkeys import GATEWAY, METRICS
 from metadata_gateway.client import (
     Backoff,
+    Cancelled,
     CueStream,
     GatewayClient,
     GatewayError,
@@ -297,6 +299,56 @@ async def test_stream_nack_raises_and_the_stream_carries_on(local_ivs: LocalIvs)
         await asyncio.wait_for(stream.wait_settled(), 5)
         with pytest.raises(RuntimeError, match="receipts=False"):
             await anext(stream.receipts())
+
+
+def later(seconds: float) -> int:
+    """A `not_before` this many seconds from now, in unix milliseconds."""
+    return round((time.time() + seconds) * 1000)
+
+
+async def test_cancel_over_http_removes_a_scheduled_cue(local_ivs: LocalIvs) -> None:
+    """`cancel` answers where the cue stood; cancelling it again raises not_found (404)."""
+    arn = new_channel(local_ivs, "cancelhttp")
+    async with (
+        running_gateway(local_ivs, channels={"show": arn}) as gw,
+        GatewayClient(gw.url) as client,
+    ):
+        held = await client.send(cue(arn, 0, id="later/1", not_before=later(60)))
+        cancelled = await client.cancel(held.id, "show")  # an alias, and an id needing escapes
+        assert cancelled == Cancelled(id="later/1", channel=arn, state="scheduled")
+        with pytest.raises(GatewayError) as again:
+            await client.cancel(held.id, arn)
+        assert (again.value.status, again.value.code) == (404, "not_found")
+        status, body = await gw.get(f"/v1/channels/{arn.replace('/', '%2F')}")
+        assert (status, body["scheduled"]) == (200, 0)
+        with pytest.raises(ValueError, match="cue id and a channel"):
+            await client.cancel("", arn)
+
+
+async def test_cancel_over_the_stream_is_acked_and_its_cue_receipted_dropped(
+    local_ivs: LocalIvs,
+) -> None:
+    """A cancel frame's ack resolves `stream.cancel`; the cue's receipt is dropped/cancelled."""
+    arn = new_channel(local_ivs, "cancelws")
+    async with (
+        running_gateway(local_ivs) as gw,
+        GatewayClient(gw.url) as client,
+        client.stream() as stream,
+    ):
+        receipts: list[Receipt] = []
+        reader = asyncio.create_task(collect(stream, receipts))
+        held = await stream.send(cue(arn, 0, not_before=later(60)))
+        assert stream.unsettled == 1
+        cancelled = await stream.cancel(held.id, arn)
+        assert cancelled == Cancelled(id=held.id, channel=arn, state="scheduled")
+        await asyncio.wait_for(stream.wait_settled(), 5)
+        with pytest.raises(GatewayError) as unknown:
+            await stream.cancel(held.id, arn)
+        assert (unknown.value.status, unknown.value.code) == (404, "not_found")
+        await stream.aclose()
+        await asyncio.wait_for(reader, 5)
+    assert receipts == [Receipt("dropped", arn, (held.id,), reason="cancelled")]
+    assert payload_ids(local_ivs, arn) == []
 
 
 async def test_stream_gives_up_after_the_reconnect_deadline(local_ivs: LocalIvs) -> None:

@@ -12,6 +12,9 @@ from typing import Any
 import orjson
 from browser.harness import demo_gateway, require_browser, run_script
 
+from metadata_gateway.appkeys import METRICS
+from metadata_gateway.auth import TokenSpec, hash_token
+
 # Set to keep the viewer's screenshot (the README's docs/viewer.png is taken this way).
 SCREENSHOT_ENV = "MG_VIEWER_SCREENSHOT"
 
@@ -149,3 +152,35 @@ async def test_console_sends_a_quiz_question_and_shows_its_receipt(tmp_path: Pat
     # It went the way any client's cue goes: through the gateway to IVS.
     sent = [item for payload in payloads for item in payload["c"]]
     assert [(item["i"], item["d"]["text"]) for item in sent] == [(receipt["id"], question)]
+
+
+async def test_console_on_a_gateway_with_tokens_uses_the_token_it_is_given(tmp_path: Path) -> None:
+    """With tokens on, the console is refused until given one; then its WebSocket and API work."""
+    require_browser()
+    token = "mgw_console-browser-test"
+    spec = TokenSpec(name="console", sha256=hash_token(token))
+    question = f"Console question with a token {time.time_ns()}"
+    async with demo_gateway(playback=False, tokens=(spec,)) as gw:
+        report = await run_script(
+            "console.mjs",
+            {
+                "gateway": gw.url,
+                "channel": "demo",
+                "question": question,
+                "token": token,
+                "receiptTimeoutMs": 10_000,
+            },
+            tmp_path,
+            within=40,
+        )
+        payloads = [orjson.loads(event.metadata) for event in gw.ivs.state.events_of(gw.arn)]
+        rejected = gw.app[METRICS].render().decode()
+    assert report["refusedBeforeToken"] != "connected"
+    assert report["receipt"]["status"] == "sent"
+    assert report["authState"] == ""
+    assert token not in report["url"]
+    assert 'metadata_gateway_cues_rejected_total{reason="unauthorized"}' in rejected
+    sent = [item for payload in payloads for item in payload["c"]]
+    assert [(item["i"], item["d"]["text"]) for item in sent] == [
+        (report["receipt"]["id"], question)
+    ]

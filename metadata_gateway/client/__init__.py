@@ -5,12 +5,13 @@ It imports aiohttp's client side and orjson only, never the gateway's server mod
 
 from metadata_gateway.client.errors import GatewayError, GatewayUnavailable
 from metadata_gateway.client.gateway_client import GatewayClient
-from metadata_gateway.client.results import CueJson, CueResult, Receipt, new_cue_id
+from metadata_gateway.client.results import Cancelled, CueJson, CueResult, Receipt, new_cue_id
 from metadata_gateway.client.retry import Backoff, RetryPolicy
 from metadata_gateway.client.stream import CueStream
 
 __all__ = [
     "Backoff",
+    "Cancelled",
     "CueJson",
     "CueResult",
     "CueStream",

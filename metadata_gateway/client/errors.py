@@ -16,6 +16,8 @@ STATUS_OF_CODE = {
     "unauthorized": 401,
     "forbidden": 403,
     "unknown_channel": 404,
+    "not_found": 404,
+    "already_sent": 409,
     "cue_too_large": 413,
     "body_too_large": 413,
     "queue_full": 429,

@@ -8,21 +8,24 @@ from typing import Any
 
 import orjson
 
-from metadata_gateway.client.results import MAX_CUES_PER_REQUEST, CueResult
+from metadata_gateway.client.results import MAX_CUES_PER_REQUEST
 
 CueKey = tuple[str, str]  # (channel ARN, cue id), as acks and receipts name a cue
 
 
 @dataclass(slots=True, eq=False)
 class Frame:
-    """A `cue` or `cues` frame until its ack, and when and where it was written."""
+    """A `cue`, `cues` or `cancel` frame until its ack, and when and where it was written."""
 
     ref: int
     cues: list[dict[str, Any]] = field(repr=False)
     data: str = field(repr=False)
     started: float
-    future: asyncio.Future[list[CueResult]] | None  # None: nobody waits (the stream's re-sends)
+    # What the ack resolves: list[CueResult], or Cancelled for a cancel. None: nobody waits
+    # (the stream's re-sends).
+    future: asyncio.Future[Any] | None
     keys: list[CueKey] | None = None  # known for re-sends of acknowledged cues
+    cancels: bool = False  # a `cancel` frame (its `cues` is empty)
     written: int = 0  # the connection (generation) it was last written on; 0: none
     retries: int = 0
     not_before: float = 0.0
@@ -35,7 +38,7 @@ class Frame:
         *,
         single: bool,
         started: float,
-        future: asyncio.Future[list[CueResult]] | None,
+        future: asyncio.Future[Any] | None,
         keys: list[CueKey] | None = None,
     ) -> Frame:
         """A frame carrying `cues`, encoded once."""
@@ -44,6 +47,14 @@ class Frame:
         else:
             message = {"op": "cues", "ref": ref, "cues": cues}
         return cls(ref, cues, orjson.dumps(message).decode(), started, future, keys)
+
+    @classmethod
+    def cancel(
+        cls, ref: int, cue_id: str, channel: str, *, started: float, future: asyncio.Future[Any]
+    ) -> Frame:
+        """A frame cancelling the cue `cue_id` of `channel` (an alias or ARN)."""
+        message = {"op": "cancel", "ref": ref, "channel": channel, "id": cue_id}
+        return cls(ref, [], orjson.dumps(message).decode(), started, future, cancels=True)
 
 
 def chunks(

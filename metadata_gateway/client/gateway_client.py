@@ -7,12 +7,13 @@ import logging
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from metadata_gateway.client.errors import UNAVAILABLE, GatewayError, GatewayUnavailable
-from metadata_gateway.client.results import CueJson, CueResult, check_batch, with_id
+from metadata_gateway.client.results import Cancelled, CueJson, CueResult, check_batch, with_id
 from metadata_gateway.client.retry import Backoff, RetryPolicy
 from metadata_gateway.client.stream import DEFAULT_MAX_FRAME_BYTES, CueStream
 
@@ -97,6 +98,17 @@ class GatewayClient:
         check_batch(cues)
         return await self._post({"cues": [with_id(cue) for cue in cues]})
 
+    async def cancel(self, cue_id: str, channel: str) -> Cancelled:
+        """Cancel a queued, scheduled or repeating cue (`DELETE /v1/cues/{id}?channel=`).
+
+        Retried as `send` is; a retry whose first attempt went through answers `not_found`.
+        """
+        if not cue_id or not channel:
+            raise ValueError("cancel needs a cue id and a channel")
+        path = f"/v1/cues/{quote(cue_id, safe='')}?channel={quote(channel, safe='')}"
+        answer = await self._retrying("DELETE", path, None, expect=200)
+        return Cancelled.from_json(answer)
+
     def stream(
         self,
         *,
@@ -124,13 +136,19 @@ class GatewayClient:
         )
 
     async def _post(self, document: Any) -> list[CueResult]:
-        body = orjson.dumps(document)
+        answer = await self._retrying("POST", "/v1/cues", orjson.dumps(document), expect=202)
+        try:
+            return [CueResult.from_json(entry) for entry in answer["cues"]]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise GatewayError(202, "invalid_response", f"unexpected answer: {exc}") from exc
+
+    async def _retrying(self, method: str, path: str, body: bytes | None, *, expect: int) -> Any:
         loop = asyncio.get_running_loop()
         started = loop.time()
         retry = 0
         while True:
             try:
-                return await self._post_once(body)
+                return await self._request(method, path, body, expect=expect)
             except GatewayError as exc:
                 error = exc
             wait = self.retry.wait(
@@ -139,27 +157,33 @@ class GatewayClient:
             if not retryable(error) or wait is None:
                 raise error
             log.info(
-                "retrying cues",
-                extra={"code": error.code, "status": error.status, "wait_s": round(wait, 3)},
+                "retrying cues" if method == "POST" else "retrying request",
+                extra={
+                    "method": method,
+                    "code": error.code,
+                    "status": error.status,
+                    "wait_s": round(wait, 3),
+                },
             )
             retry += 1
             self.retries += 1
             await asyncio.sleep(wait)
 
-    async def _post_once(self, body: bytes) -> list[CueResult]:
+    async def _request(self, method: str, path: str, body: bytes | None, *, expect: int) -> Any:
+        """One request; its decoded JSON answer, or the `GatewayError` it stands for."""
         self.requests += 1
-        headers = {"Content-Type": "application/json", **self._headers}
+        headers = {"Content-Type": "application/json", **self._headers} if body else self._headers
         try:
-            async with self.session.post(
-                f"{self.base_url}/v1/cues", data=body, headers=headers, timeout=self._timeout
+            async with self.session.request(
+                method, f"{self.base_url}{path}", data=body, headers=headers, timeout=self._timeout
             ) as response:
                 answer = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
         except TRANSPORT_ERRORS as exc:
             raise GatewayUnavailable("unreachable", f"{type(exc).__name__}: {exc}") from exc
-        if status != 202:
+        if status != expect:
             raise GatewayError.from_body(status, answer, retry_after=retry_after)
         try:
-            return [CueResult.from_json(entry) for entry in orjson.loads(answer)["cues"]]
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            return orjson.loads(answer)
+        except orjson.JSONDecodeError as exc:
             raise GatewayError(status, "invalid_response", f"unexpected answer: {exc}") from exc

@@ -55,6 +55,20 @@ class CueResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancelled:
+    """A cancelled cue: its id, its channel's ARN, and where it stood (`queued`, ...)."""
+
+    id: str
+    channel: str
+    state: str
+
+    @classmethod
+    def from_json(cls, entry: Any) -> Cancelled:
+        """A cancel's answer: the body of `DELETE /v1/cues/{id}` or the entry of its ack."""
+        return cls(id=str(entry["id"]), channel=str(entry["channel"]), state=str(entry["state"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
     """What became of cues sent over a stream: `sent` to IVS at `at`, or `dropped` for `reason`.
 

@@ -7,7 +7,7 @@ import itertools
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -17,7 +17,14 @@ import orjson
 from metadata_gateway.client.connect import connect
 from metadata_gateway.client.errors import GatewayError, GatewayUnavailable
 from metadata_gateway.client.frames import CueKey, Frame, chunks
-from metadata_gateway.client.results import CueJson, CueResult, Receipt, check_batch, with_id
+from metadata_gateway.client.results import (
+    Cancelled,
+    CueJson,
+    CueResult,
+    Receipt,
+    check_batch,
+    with_id,
+)
 from metadata_gateway.client.retry import Backoff, RetryPolicy
 
 log = logging.getLogger("metadata_gateway.client")
@@ -269,14 +276,35 @@ class CueStream:
         check_batch(cues)
         return await self._submit([with_id(cue) for cue in cues], single=False)
 
+    async def cancel(self, cue_id: str, channel: str) -> Cancelled:
+        """Cancel a queued, scheduled or repeating cue with a `cancel` frame; return its ack.
+
+        A cue of this stream that is cancelled gets a `dropped` receipt with reason `cancelled`
+        and is never sent again. A cancel whose connection drops before its ack is sent again on
+        the next one; if the first went through, that answer is a `not_found` nack.
+        """
+        if not cue_id or not channel:
+            raise ValueError("cancel needs a cue id and a channel")
+        result: Cancelled = await self._enqueue(
+            lambda ref, now, future: Frame.cancel(ref, cue_id, channel, started=now, future=future)
+        )
+        return result
+
     async def _submit(self, cues: list[dict[str, Any]], *, single: bool) -> list[CueResult]:
+        results: list[CueResult] = await self._enqueue(
+            lambda ref, now, future: Frame.build(
+                ref, cues, single=single, started=now, future=future
+            )
+        )
+        return results
+
+    async def _enqueue(self, build: Callable[[int, float, asyncio.Future[Any]], Frame]) -> Any:
+        """Queue the frame `build` makes (from its ref, the time and a future); await its ack."""
         if self._ended:
             raise self._failure or GatewayUnavailable("stream_closed", "the stream was closed")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[CueResult]] = loop.create_future()
-        frame = Frame.build(
-            next(self._refs), cues, single=single, started=loop.time(), future=future
-        )
+        future: asyncio.Future[Any] = loop.create_future()
+        frame = build(next(self._refs), loop.time(), future)
         if len(frame.data) > self._max_frame_bytes:
             raise GatewayError(
                 413,
@@ -328,6 +356,9 @@ class CueStream:
         frame = self._answered(message.get("ref"))
         if frame is None:
             return
+        if frame.cancels:
+            self._on_cancel_ack(frame, message)
+            return
         try:
             results = [CueResult.from_json(entry) for entry in message["cues"]]
         except (AttributeError, KeyError, TypeError) as exc:
@@ -344,6 +375,19 @@ class CueStream:
             self._emit(Receipt("sent", channel, tuple(ids), at=None))
         if frame.future is not None and not frame.future.done():
             frame.future.set_result(results)
+
+    def _on_cancel_ack(self, frame: Frame, message: dict[str, Any]) -> None:
+        try:
+            result = Cancelled.from_json(message["cues"][0])
+        except (AttributeError, IndexError, KeyError, TypeError) as exc:
+            self._fail(frame, GatewayError(0, "invalid_response", f"unexpected ack: {exc!r}"))
+            return
+        del self._frames[frame.ref]
+        # A cue of an earlier connection has no subscription for its `dropped` receipt: make it.
+        if self._unreceipted.pop((result.channel, result.id), None) is not None:
+            self._emit(Receipt("dropped", result.channel, (result.id,), reason="cancelled"))
+        if frame.future is not None and not frame.future.done():
+            frame.future.set_result(result)
 
     def _on_nack(self, message: dict[str, Any]) -> None:
         error = GatewayError.from_error(None, message.get("error"))

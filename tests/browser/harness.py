@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from metadata_gateway.app import create_app
+from metadata_gateway.auth import TokenSpec
 from metadata_gateway.config import Settings
 from metadata_gateway.local_ivs import LocalIvs, LocalIvsSettings
 from metadata_gateway.sender import IvsSender
@@ -92,13 +93,15 @@ class DemoGateway:
 
 
 @asynccontextmanager
-async def demo_gateway(*, playback: bool) -> AsyncIterator[DemoGateway]:
+async def demo_gateway(
+    *, playback: bool, tokens: tuple[TokenSpec, ...] = ()
+) -> AsyncIterator[DemoGateway]:
     """A local IVS (playback on or off) with a live `demo` channel, and a gateway in front."""
     settings = LocalIvsSettings(port=0, playback=playback)
     async with LocalIvs(settings, rng=random.Random(RNG_SEED)) as ivs:
         arn: str = ivs.state.create_channel(name="demo")["channel"]["arn"]
         ivs.state.start_stream(arn)
-        gateway_settings = Settings(endpoint_url=ivs.url, channels={"demo": arn})
+        gateway_settings = Settings(endpoint_url=ivs.url, channels={"demo": arn}, tokens=tokens)
         async with IvsSender(
             endpoint_url=ivs.url, timeout=gateway_settings.ivs_timeout, credentials=("t", "t")
         ) as sender:

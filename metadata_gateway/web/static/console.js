@@ -5,6 +5,11 @@ const $ = (id) => document.getElementById(id);
 const QUEUE_REFRESH_MS = 1000;
 const RECONNECT_MS = 2000;
 const MAX_ROWS = 300;
+// The gateway's WebSocket protocol, and the one that carries the token (browsers can set no
+// header on a WebSocket): see docs/websocket.md.
+const WS_PROTOCOL = "metadata-gateway.v1";
+const WS_BEARER_PREFIX = "metadata-gateway.bearer.";
+const TOKEN_KEY = "metadata-gateway.token"; // in sessionStorage: this tab only, never in a URL
 
 let socket = null;
 let nextRef = 1;
@@ -37,6 +42,22 @@ function setStatus(tr, status, latency, detail) {
   cells[3].className = `status ${status}`;
   if (latency !== undefined) cells[4].textContent = latency;
   if (detail !== undefined) cells[5].textContent = detail;
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) ?? "";
+}
+
+function authHeaders() {
+  return token() ? { Authorization: `Bearer ${token()}` } : {};
+}
+
+async function api(path) {
+  const answer = await fetch(path, { headers: authHeaders() });
+  const body = await answer.json();
+  $("auth-state").textContent = answer.status === 401 ? "the gateway needs a valid API token" : "";
+  if (!answer.ok) throw new Error(body.error?.message ?? answer.status);
+  return body;
 }
 
 function channel() {
@@ -98,7 +119,8 @@ function onReceipt(message) {
 function connect() {
   const url = new URL("/v1/ws", location.href);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  socket = new WebSocket(url);
+  const protocols = token() ? [WS_PROTOCOL, `${WS_BEARER_PREFIX}${token()}`] : [WS_PROTOCOL];
+  socket = new WebSocket(url, protocols);
   socket.addEventListener("open", () => ($("ws-state").textContent = "connected"));
   socket.addEventListener("close", () => {
     $("ws-state").textContent = "disconnected; reconnecting";
@@ -115,8 +137,12 @@ function connect() {
 async function loadChannels() {
   const select = $("channel");
   const wanted = select.value || new URLSearchParams(location.search).get("channel") || "demo";
-  const answer = await fetch("/v1/channels?limit=100");
-  const { channels } = await answer.json();
+  let channels;
+  try {
+    ({ channels } = await api("/v1/channels?limit=100"));
+  } catch {
+    return;
+  }
   select.replaceChildren(
     ...channels.map((entry) => {
       const option = document.createElement("option");
@@ -138,9 +164,7 @@ function channelChanged() {
 async function refreshQueue() {
   if (!channel()) return;
   try {
-    const answer = await fetch(`/v1/channels/${encodeURIComponent(channel())}`);
-    const info = await answer.json();
-    if (!answer.ok) throw new Error(info.error?.message ?? answer.status);
+    const info = await api(`/v1/channels/${encodeURIComponent(channel())}`);
     const fields = ["live", "pending", "pending_bytes", "scheduled", "repeating", "sent_requests", "delivered_cues", "last_error"];
     $("queue").replaceChildren(
       ...fields.flatMap((name) => {
@@ -209,6 +233,13 @@ onSubmit("scheduled-form", () => {
     not_before: Date.now() + 1000 * Number($("scheduled-delay").value),
     data: { question_id: id, text: $("scheduled-text").value },
   };
+});
+$("token").value = token();
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  socket?.close(); // it reconnects with the new token
+  loadChannels();
 });
 $("channel").addEventListener("change", channelChanged);
 $("refresh-channels").addEventListener("click", () => loadChannels());
