@@ -109,20 +109,36 @@ def corpus_cues(channel: str, *, seed: int = 16) -> Iterator[dict[str, Any]]:
             yield {"channel": channel, "type": "quiz", "data": data}
 
 
+_KANJI = (
+    "日本語東京夜景綺麗大阪京都試合選手監督観客勝利敗北得点前半後半延長"
+    "審判天気今日明日昨日時間番組放送視聴者質問答案投票結果"
+)
+_WORDS = (
+    "¿Qué",
+    "opinas",
+    "del",
+    "partido?",
+    "Ñandú",
+    "München",
+    "—",
+    "🎉",
+    "señal",
+    "año",
+    "niño",
+)
+
+
 def large_text(size: int, *, seed: int = 16) -> str:
-    """About `size` bytes of UTF-8 multi-byte text (Spanish, Japanese, emoji) for a large cue."""
+    """About `size` bytes of UTF-8 multi-byte text (Japanese, Spanish, emoji) for a large cue:
+    varied enough that deflate keeps roughly a third of it, as with real Japanese text."""
     rng = random.Random(seed)
-    pieces = (
-        "¿Qué opinas del partido? ",
-        "東京の夜景はとても綺麗です。",
-        "🎉 ",
-        "Ñandú ",
-        "München — ",
-    )
     out: list[str] = []
     used = 0
     while used < size:
-        piece = rng.choice(pieces) + str(rng.randrange(1000))
+        if rng.random() < 0.7:
+            piece = "".join(rng.choice(_KANJI) for _ in range(rng.randrange(2, 9))) + "、"
+        else:
+            piece = rng.choice(_WORDS) + " "
         out.append(piece)
         used += len(piece.encode())
     return "".join(out)

@@ -28,7 +28,7 @@ def corpus(count: int) -> list[Cue]:
 
 
 def drain(queue: ChannelQueue, encoding: Encoding, now: float = 0.0) -> list[Batch]:
-    batches = []
+    batches: list[Batch] = []
     while True:
         taken = queue.take_batch(now, encoding=encoding)
         if taken.batch is None:

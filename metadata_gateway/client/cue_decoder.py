@@ -204,6 +204,8 @@ def parse_envelope(text: str | bytes) -> list[DecodedCue] | None:
 
 
 def _frame(text: str) -> bytes:
+    if len(text) % 5 == 3:  # a last group of one character cannot hold a byte
+        raise _Damaged("corrupt", "base85 text of impossible length")
     try:
         return base64.b85decode(text[2:].encode("ascii"))
     except (ValueError, UnicodeEncodeError, binascii.Error) as exc:
@@ -232,8 +234,8 @@ def _inflate_envelope(header: int, stream: bytes, crc: int) -> list[DecodedCue]:
         raise _Damaged("corrupt", f"not deflate: {exc}") from None
     if len(envelope) > MAX_ENVELOPE_BYTES:
         raise _Damaged("corrupt", "inflates past 65536 bytes")
-    if not inflater.eof or inflater.unused_data:
-        raise _Damaged("corrupt", "the deflate stream is truncated or has bytes after its end")
+    if not inflater.eof:  # bytes after its end are ignored, as every inflater does
+        raise _Damaged("corrupt", "the deflate stream is truncated")
     if zlib.crc32(envelope) != crc:
         raise _Damaged("corrupt", "CRC-32 mismatch")
     cues = parse_envelope(envelope)
