@@ -29,7 +29,7 @@ lock: $(STAMP)
 	cd clients/js && npm install --package-lock-only --no-audit --no-fund --loglevel=error
 
 # The demo viewer's player comes from npm; without npm the viewer and browser tests are skipped.
-$(FRONTEND): frontend/package-lock.json frontend/build.mjs $(wildcard frontend/src/*)
+$(FRONTEND): frontend/package-lock.json frontend/build.mjs $(wildcard frontend/src/*) clients/js/cue_decoder.js
 	@if command -v npm >/dev/null; then \
 		cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build && touch ../$(FRONTEND); \
 	else echo "npm not found: skipping the viewer build"; fi

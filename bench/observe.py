@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 
 from bench.procs import Child
+from metadata_gateway.client.cue_decoder import CueDecoder, DecodedCue
 
 CREATE_CONCURRENCY = 32
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$", re.MULTILINE)
@@ -55,14 +56,21 @@ async def events(http: aiohttp.ClientSession, ivs_url: str) -> list[Event]:
         response.raise_for_status()
         raw = orjson.loads(await response.read())["events"]
     decoded = []
+    # Compressed payloads and parts go through the client's decoder, one per channel: an event
+    # lists the cues a payload completes (the last part of a large cue carries its id).
+    decoders: dict[str, CueDecoder] = {}
     for event in raw:
         metadata: str = event["metadata"]
-        items = orjson.loads(metadata)["c"]
+        if metadata.startswith(("~z", "~p")):
+            decoder = decoders.setdefault(event["channelArn"], CueDecoder())
+            ids = tuple(c.id for c in decoder.decode(metadata) if isinstance(c, DecodedCue))
+        else:
+            ids = tuple(str(item["i"]) for item in orjson.loads(metadata)["c"])
         decoded.append(
             Event(
                 time=float(event["time"]),
                 channel=event["channelArn"],
-                ids=tuple(str(item["i"]) for item in items),
+                ids=ids,
                 size=len(metadata.encode()),
             )
         )

@@ -34,6 +34,8 @@ SUMMARY_KEYS = (
     "ws_ingress_ratio",
     "rss_mb_per_10k_channels",
     "cpu_percent_10k_channels_waiting",
+    "deflate_cues_per_call_ratio",
+    "large_cue_16k_latency_p99_ms",
 )
 
 
@@ -94,6 +96,7 @@ TARGETS = (
     Target("rss_mb_per_10k_channels", "<=", 20),
     Target("throttled_any_scenario", "==", 0),
     Target("lost_cues_any_scenario", "==", 0),
+    Target("deflate_cues_per_call_ratio", ">=", 2.0),
 )
 
 
@@ -139,6 +142,10 @@ def summarize(scenarios: dict[str, Any]) -> dict[str, Any]:
         "ws_ingress_ratio": ingress.get("ws_ingress_ratio"),
         "rss_mb_per_10k_channels": scale.get("rss_mb_per_10k_channels"),
         "cpu_percent_10k_channels_waiting": scale.get("cpu_percent_waiting"),
+        "deflate_cues_per_call_ratio": _get(scenarios, "encoding", "deflate_cues_per_call_ratio"),
+        "large_cue_16k_latency_p99_ms": _get(
+            scenarios, "encoding", "large_cue_latency", "16384", "busy", "p99_ms"
+        ),
     }
     assert tuple(summary) == SUMMARY_KEYS
     return summary
@@ -421,6 +428,8 @@ def render(result: dict[str, Any]) -> str:
         lines += _scale(scale)
     if scenarios.get("distributed"):
         lines += _distributed(result)
+    if scenarios.get("encoding"):
+        lines += _encoding(scenarios)
     lines += _rows(
         "Targets",
         ["figure", "value", "target", "met"],
@@ -430,6 +439,52 @@ def render(result: dict[str, Any]) -> str:
         ],
     )
     return "\n".join(lines)
+
+
+def _encoding(scenarios: dict[str, Any]) -> list[str]:
+    encoding = scenarios["encoding"]
+    by = encoding["by_encoding"]
+    naive = _get(scenarios, "naive", "by_size", SUMMARY_SIZE, "naive_delivered_cues_per_s")
+    names = ("json", "deflate")
+
+    def row(label: str, *path: str) -> list[Any]:
+        return [label, *(_get(by, name, *path) for name in names)]
+
+    lines = _rows(
+        "8. json vs deflate on a show's corpus (captions, quiz, polls), one channel each at 10x",
+        ["figure", *names],
+        [
+            row("delivered cues/s", "delivered_cues_per_s"),
+            row("cues per call", "cues_per_call"),
+            row("PutMetadata calls/s", "channel_calls_per_s"),
+            row("payload fill", "payload_fill"),
+            row("largest payload, bytes", "max_payload_bytes"),
+            row("max calls in any 1 s", "max_calls_in_any_1s_window"),
+            row("lost cues", "lost_cues"),
+            row("latency p99 ms", "latency", "p99_ms"),
+            [
+                "speedup vs naive (100 B naive run)",
+                *(_ratio(_get(by, n, "delivered_cues_per_s"), naive) for n in names),
+            ],
+            [
+                "Node decoder CPU us/payload",
+                *(_get(encoding, "node_decoder", n, "us_per_payload") for n in names),
+            ],
+        ],
+    )
+    latency = encoding["large_cue_latency"]
+    lines += _rows(
+        "   large cues of multi-byte text: accept to last part at IVS (busy: high priority)",
+        ["figure", *(f"{s} B {state}" for s in latency for state in ("idle", "busy"))],
+        [
+            [
+                label,
+                *(latency[s][state][key] for s in latency for state in ("idle", "busy")),
+            ]
+            for label, key in (("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("samples", "samples"))
+        ],
+    )
+    return lines
 
 
 def _ratio(part: Any, whole: Any) -> float | None:

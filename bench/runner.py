@@ -14,7 +14,16 @@ from bench import machine
 from bench.context import Bench, open_bench
 from bench.profile import Profile
 from bench.report import check_targets, summarize, summarize_distributed
-from bench.scenarios import account, distributed, ingress, light, naive, saturated, scale
+from bench.scenarios import (
+    account,
+    distributed,
+    encoding,
+    ingress,
+    light,
+    naive,
+    saturated,
+    scale,
+)
 
 Scenario = Callable[[Bench], Awaitable[dict[str, Any]]]
 
@@ -33,6 +42,7 @@ SCENARIOS: dict[str, Scenario] = {
     "distributed": distributed.run,
     "ingress": ingress.run,
     "scale": scale.run,
+    "encoding": encoding.run,
 }
 
 

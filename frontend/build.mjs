@@ -15,6 +15,9 @@ await esbuild.build({
   entryPoints: [here("src/viewer.js")],
   outfile: `${out}viewer.js`,
   bundle: true,
+  // clients/js/cue_decoder.js imports fflate: resolve it from here whether or not clients/js
+  // has its own node_modules.
+  nodePaths: [here("node_modules")],
   format: "esm",
   platform: "browser",
   target: "es2020",

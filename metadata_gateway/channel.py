@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 
 from metadata_gateway.arn import ChannelArn, parse_channel_arn
-from metadata_gateway.channel_queue import Batch, ChannelQueue
+from metadata_gateway.channel_queue import Batch, ChannelQueue, Encoding
 from metadata_gateway.rate_limit import SlidingWindowLimiter
 
 
@@ -25,6 +25,7 @@ class Channel:
         "arn",
         "backoff_until",
         "delivered_cues",
+        "encoding",
         "expiry_at",
         "failures",
         "in_flight",
@@ -37,8 +38,11 @@ class Channel:
         "wake_at",
     )
 
-    def __init__(self, arn: ChannelArn, *, rate: int, margin: float) -> None:
+    def __init__(
+        self, arn: ChannelArn, *, rate: int, margin: float, encoding: Encoding = Encoding.JSON
+    ) -> None:
         self.arn = arn
+        self.encoding = encoding
         self.queue = ChannelQueue()
         self.limiter = SlidingWindowLimiter(rate, margin=margin)
         self.slot = Slot.IDLE

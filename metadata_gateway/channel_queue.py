@@ -1,8 +1,10 @@
 """One channel's cues: waiting in order, scheduled for later, or repeating as the channel's state.
 
 Waiting cues are ordered by priority, then arrival; collapse keys replace in place; TTLs drop
-stale cues. `take_batch` builds the fullest payload of the oldest waiting cues and lets due
-state repeats ride along where there is room.
+stale cues. `take_batch` builds the fullest payload of the oldest waiting cues (measured as the
+channel's encoding sends it) and lets due state repeats ride along where there is room. A cue
+too big for one payload is sent in parts, one per call, with nothing between them: once its
+first part is taken, the channel's next calls carry the rest.
 """
 
 from __future__ import annotations
@@ -15,9 +17,23 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from metadata_gateway.cues import Cue, Priority
-from metadata_gateway.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES, encode_payload
+from metadata_gateway.envelope import (
+    ENVELOPE_OVERHEAD,
+    MAX_ITEM_BYTES,
+    MAX_METADATA_BYTES,
+    encode_payload,
+)
+from metadata_gateway.wire import calls_for, pack_compressed, split_parts
 
 _sequence = itertools.count()
+MAX_PACK_CANDIDATES = 64  # cues tried for one compressed payload: ~8x what usually fits
+
+
+class Encoding(Enum):
+    """How a channel's payloads carry the envelope (the `payload_encoding` setting)."""
+
+    JSON = "json"  # the envelope as it is, readable by anything
+    DEFLATE = "deflate"  # `~z` payloads: the envelope deflated, for the gateway's decoders
 
 
 class CueState(Enum):
@@ -54,6 +70,17 @@ class Batch:
     cues: tuple[Pending, ...]
     payload: bytes
     repeats: tuple[Pending, ...] = ()
+    part: tuple[int, int] | None = None  # (index, count) for a part of a cue in parts
+
+
+@dataclass(slots=True)
+class _InParts:
+    """A cue being sent in parts: what is left of it, and whether it is a state's repeat."""
+
+    pending: Pending
+    parts: list[bytes]
+    next: int
+    repeat: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +98,13 @@ class ChannelQueue:
         "_by_id",
         "_by_key",
         "_deadlines",
+        "_in_parts",
         "_lanes",
         "_releases",
         "_scheduled",
         "_states",
         "pending_bytes",
+        "pending_calls",
     )
 
     def __init__(self) -> None:
@@ -89,7 +118,9 @@ class ChannelQueue:
         # A min-heap of (expires_at, seq); entries of cues that left the queue are skipped lazily.
         self._deadlines: list[tuple[float, int]] = []
         self._states: dict[str, Pending] = {}  # state key -> the sent state cue that repeats
+        self._in_parts: _InParts | None = None
         self.pending_bytes = 0
+        self.pending_calls = 0  # the calls waiting and scheduled cues take, at most
 
     def __len__(self) -> int:
         """Cues waiting or scheduled (not repeating states)."""
@@ -104,13 +135,19 @@ class ChannelQueue:
     def __repr__(self) -> str:
         return (
             f"<ChannelQueue waiting={self.waiting} scheduled={len(self._scheduled)} "
-            f"repeating={len(self._states)} bytes={self.pending_bytes}>"
+            f"repeating={len(self._states)} bytes={self.pending_bytes}"
+            f"{' in_parts' if self._in_parts else ''}>"
         )
 
     @property
     def waiting(self) -> int:
-        """Cues due now and waiting for a call."""
-        return len(self._by_id) - len(self._scheduled)
+        """Cues due now and waiting for a call (a cue part way through its parts included)."""
+        return len(self._by_id) - len(self._scheduled) + (self._in_parts is not None)
+
+    @property
+    def in_parts(self) -> Pending | None:
+        """The cue whose parts are under way, if any: nothing else goes until it is sent."""
+        return self._in_parts.pending if self._in_parts else None
 
     @property
     def scheduled(self) -> list[Pending]:
@@ -124,6 +161,8 @@ class ChannelQueue:
 
     def head_priority(self) -> Priority | None:
         """The priority of the cue the next payload starts with, or None with nothing waiting."""
+        if self._in_parts is not None:
+            return self._in_parts.pending.cue.priority
         for priority, lane in zip(Priority, self._lanes, strict=True):
             if lane:
                 return priority
@@ -217,6 +256,9 @@ class ChannelQueue:
             times.append(state.expires_at)
             if live and state.repeat_at > now:
                 times.append(state.repeat_at)
+        in_parts = self._in_parts
+        if in_parts is not None and in_parts.next < len(in_parts.parts):
+            times.append(in_parts.pending.expires_at)
         return min(times, default=None)
 
     def expire(self, now: float) -> list[Pending]:
@@ -231,6 +273,17 @@ class ChannelQueue:
                 expired.append(pending)
         for key in [k for k, p in self._states.items() if p.expires_at <= now]:
             del self._states[key]
+        in_parts = self._in_parts
+        # Parts not all taken by the end of the cue's time: the rest is abandoned (a part in a
+        # call is never taken back, so the last one is always completed).
+        if (
+            in_parts is not None
+            and in_parts.next < len(in_parts.parts)
+            and in_parts.pending.expires_at <= now
+        ):
+            self._in_parts = None
+            if not in_parts.repeat:
+                expired.append(in_parts.pending)
         return expired
 
     def repeats_due(self, now: float) -> bool:
@@ -240,46 +293,129 @@ class ChannelQueue:
     # ---- out ----------------------------------------------------------------------------
 
     def take_batch(
-        self, now: float, *, repeats: bool = True, limit: int = MAX_METADATA_BYTES
+        self,
+        now: float,
+        *,
+        repeats: bool = True,
+        limit: int = MAX_METADATA_BYTES,
+        encoding: Encoding = Encoding.JSON,
     ) -> Taken:
         """Remove the oldest due cues that fit in one payload, dropping expired ones on the way;
-        due state repeats fill what room is left when `repeats` is true."""
+        due state repeats fill what room is left when `repeats` is true. A cue in parts under
+        way sends its next part; a cue too big for a payload of its own starts its parts."""
         self.release(now)
         expired = self.expire(now)
+        if self._in_parts is not None:
+            return Taken(self._next_part(), tuple(expired))
+        head = next(iter(self), None)
+        if head is not None and head.cue.raw:
+            self.remove(head)
+            head.state = CueState.IN_FLIGHT
+            return Taken(Batch((head,), head.cue.item), tuple(expired))
+        due = (
+            sorted(
+                (p for p in self._states.values() if p.repeat_at <= now < p.expires_at),
+                key=lambda p: p.repeat_at,
+            )
+            if repeats
+            else []
+        )
+        if encoding is Encoding.DEFLATE:
+            chosen, riders, payload = self._pack_compressed(due, limit)
+        else:
+            chosen, riders = self._pack_json(due, limit)
+            payload = b""
+        if head is not None and not chosen:  # too big for a payload of its own
+            return Taken(self._start_parts(head, now, repeat=False), tuple(expired))
+        if not chosen and not riders:
+            big = next((p for p in due if len(p.cue.item) > MAX_ITEM_BYTES), None)
+            if big is None:
+                return Taken(None, tuple(expired))
+            return Taken(self._start_parts(big, now, repeat=True), tuple(expired))
+        for pending in chosen:
+            self.remove(pending)
+            pending.state = CueState.IN_FLIGHT
+        if not payload:
+            payload = encode_payload(p.cue.item for p in (*chosen, *riders))
+        return Taken(Batch(tuple(chosen), payload, tuple(riders)), tuple(expired))
+
+    def _pack_json(self, due: list[Pending], limit: int) -> tuple[list[Pending], list[Pending]]:
         chosen: list[Pending] = []
         size = ENVELOPE_OVERHEAD - 1  # each item adds itself and a comma, except the first
         for pending in self:
-            if pending.cue.raw:
-                if not chosen:
-                    chosen.append(pending)
-                break
-            if size + pending.size + 1 > limit:
+            if pending.cue.raw or size + pending.size + 1 > limit:
                 break
             size += pending.size + 1
             chosen.append(pending)
         riders: list[Pending] = []
-        if repeats and not (chosen and chosen[0].cue.raw):
-            due = sorted(
-                (p for p in self._states.values() if p.repeat_at <= now < p.expires_at),
-                key=lambda p: p.repeat_at,
-            )
+        for state in due:
+            if size + state.size + 1 <= limit:
+                size += state.size + 1
+                riders.append(state)
+        return chosen, riders
+
+    def _pack_compressed(
+        self, due: list[Pending], limit: int
+    ) -> tuple[list[Pending], list[Pending], bytes]:
+        candidates: list[Pending] = []
+        for pending in self:
+            if pending.cue.raw or len(candidates) == MAX_PACK_CANDIDATES:
+                break
+            candidates.append(pending)
+        count, payload = pack_compressed([p.cue.item for p in candidates], limit)
+        chosen = candidates[:count]
+        riders: list[Pending] = []
+        if due and (count == len(candidates)):
+            # Repeats ride along only where fresh cues left room, one more compression each.
+            items = [p.cue.item for p in chosen]
             for state in due:
-                if size + state.size + 1 <= limit:
-                    size += state.size + 1
+                fits, with_state = pack_compressed([*items, state.cue.item], limit)
+                if fits == len(items) + 1:
+                    items.append(state.cue.item)
                     riders.append(state)
-        if not chosen and not riders:
-            return Taken(None, tuple(expired))
-        for pending in chosen:
+                    payload = with_state
+        return chosen, riders, payload
+
+    def _start_parts(self, pending: Pending, now: float, *, repeat: bool) -> Batch:
+        if not repeat:
             self.remove(pending)
             pending.state = CueState.IN_FLIGHT
-        if chosen and chosen[0].cue.raw:
-            payload = chosen[0].cue.item
-        else:
-            payload = encode_payload(p.cue.item for p in (*chosen, *riders))
-        return Taken(Batch(tuple(chosen), payload, tuple(riders)), tuple(expired))
+            # The rest of its parts get a TTL of their own from the first: a cue is never
+            # abandoned half sent merely because it waited in line before starting.
+            pending.expires_at = max(pending.expires_at, now + pending.cue.ttl)
+        parts = split_parts(encode_payload([pending.cue.item]))
+        self._in_parts = _InParts(pending, parts, 0, repeat)
+        return self._next_part()
+
+    def _next_part(self) -> Batch:
+        in_parts = self._in_parts
+        assert in_parts is not None
+        index, count = in_parts.next, len(in_parts.parts)
+        in_parts.next += 1
+        last = index == count - 1
+        pending = in_parts.pending
+        return Batch(
+            cues=(pending,) if last and not in_parts.repeat else (),
+            payload=in_parts.parts[index],
+            repeats=(pending,) if last and in_parts.repeat else (),
+            part=(index, count),
+        )
+
+    def abandon_parts(self) -> Pending | None:
+        """Stop sending the cue in parts under way; return it unless it was a state's repeat
+        (whose cue was delivered before and goes on repeating)."""
+        in_parts, self._in_parts = self._in_parts, None
+        if in_parts is None or in_parts.repeat:
+            return None
+        return in_parts.pending
 
     def delivered(self, batch: Batch, now: float) -> None:
         """After a successful call: sent state cues start repeating, repeats are due again later."""
+        if batch.part is not None:
+            index, count = batch.part
+            if index < count - 1 or self._in_parts is None:
+                return
+            self._in_parts = None
         for pending in batch.cues:
             cue = pending.cue
             if cue.repeat is not None and cue.key is not None and pending.expires_at > now:
@@ -294,6 +430,10 @@ class ChannelQueue:
 
     def requeue(self, batch: Batch) -> list[Pending]:
         """Put an unsent batch back at the front; return cues superseded while it was in flight."""
+        if batch.part is not None:  # the same part goes again: parts never skip
+            if self._in_parts is not None:
+                self._in_parts.next = batch.part[0]
+            return []
         superseded: list[Pending] = []
         for pending in reversed(batch.cues):
             key = pending.cue.key
@@ -316,6 +456,7 @@ class ChannelQueue:
         if cue.key is not None:
             self._by_key[cue.key] = pending
         self.pending_bytes += pending.size
+        self.pending_calls += calls_for(pending.size + ENVELOPE_OVERHEAD)
         heapq.heappush(self._deadlines, (pending.expires_at, pending.seq))
         if len(self._deadlines) > 2 * len(self._by_id) + 16:
             self._deadlines = [(p.expires_at, p.seq) for p in self._by_id.values()]
@@ -327,6 +468,7 @@ class ChannelQueue:
         if cue.key is not None and self._by_key.get(cue.key) is pending:
             del self._by_key[cue.key]
         self.pending_bytes -= pending.size
+        self.pending_calls -= calls_for(pending.size + ENVELOPE_OVERHEAD)
 
     def _find(self, seq: int) -> Pending | None:
         for lane in self._lanes:

@@ -36,6 +36,12 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--total-max-cues", type=int, help="queued cues in the process (default 100000)")
     add("--total-max-bytes", type=int, help="queued bytes in the process (default 64 MiB)")
     add("--max-body-bytes", type=int, help="largest request body (default 262144)")
+    add(
+        "--payload-encoding",
+        choices=("json", "deflate"),
+        help="payloads as plain JSON (default) or deflated for the gateway's decoders",
+    )
+    add("--max-cue-bytes", type=int, help="largest cue envelope, sent in parts (default 16384)")
     add("--redis-url", help="Redis for distributed mode, e.g. redis://host:6379/0 (MG_REDIS_URL)")
     add("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     add("--tokens-file", metavar="FILE", help="TOML file of [[tokens]] (also MG_TOKENS_FILE)")

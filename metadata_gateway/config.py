@@ -14,7 +14,8 @@ from typing import Any
 
 from metadata_gateway.arn import parse_channel_arn
 from metadata_gateway.auth import TokenSpec
-from metadata_gateway.cues import resolve_channel
+from metadata_gateway.channel_queue import Encoding
+from metadata_gateway.cues import DEFAULT_MAX_CUE_BYTES, MAX_CUE_BYTES, resolve_channel
 from metadata_gateway.errors import CueError
 
 IVS_CHANNEL_RATE = 5  # PutMetadata calls/s per channel, an IVS quota that cannot be raised
@@ -41,6 +42,12 @@ class Settings:
     local_ivs_port: int = 0
     playback: bool = False
     channels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    payload_encoding: str = "json"  # json or deflate (docs/wire-format.md)
+    # Per channel (alias or ARN): {"payload_encoding": ...}; TOML [channel_options."<name>"].
+    channel_options: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    max_cue_bytes: int = DEFAULT_MAX_CUE_BYTES
     channel_max_cues: int = 1_000
     channel_max_bytes: int = 256 * 1024
     total_max_cues: int = 100_000
@@ -118,6 +125,29 @@ class Settings:
             raise ConfigError("window_margin must not be negative")
         if not 0 <= self.startup_hold <= 60:
             raise ConfigError("startup_hold must be 0-60 seconds")
+        encodings = ", ".join(e.value for e in Encoding)
+        if self.payload_encoding not in _ENCODINGS:
+            raise ConfigError(
+                f"payload_encoding must be one of {encodings}, not {self.payload_encoding!r}"
+            )
+        if not 1024 <= self.max_cue_bytes <= MAX_CUE_BYTES:
+            raise ConfigError(
+                f"max_cue_bytes must be 1024-{MAX_CUE_BYTES}, not {self.max_cue_bytes}"
+            )
+        for name, options in self.channel_options.items():
+            if self.resolve(name) is None:
+                raise ConfigError(
+                    f"channel_options {name!r}: not a configured alias nor a channel ARN"
+                )
+            unknown = options.keys() - {"payload_encoding"}
+            if unknown:
+                raise ConfigError(
+                    f"channel_options {name!r}: unknown option {sorted(unknown)[0]!r}"
+                )
+            if options.get("payload_encoding", "json") not in _ENCODINGS:
+                raise ConfigError(
+                    f"channel_options {name!r}: payload_encoding must be one of {encodings}"
+                )
 
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level must be debug, info, warning or error")
@@ -141,6 +171,13 @@ class Settings:
         """A copy with some settings changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def encoding(self, arn: str) -> Encoding:
+        """The payload encoding of the channel with this ARN: its own option, or the default."""
+        for name, options in self.channel_options.items():
+            if "payload_encoding" in options and self.resolve(name) == arn:
+                return Encoding(options["payload_encoding"])
+        return Encoding(self.payload_encoding)
+
     def resolve(self, channel: str) -> str | None:
         """The ARN an alias or ARN names, or None if it names none."""
         try:
@@ -150,6 +187,7 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+_ENCODINGS = frozenset(e.value for e in Encoding)
 
 
 def load_settings(
@@ -174,11 +212,15 @@ def load_settings(
         values["tokens"] = (*values.get("tokens", ()), *extra.get("tokens", ()))
     for name in _FIELDS:
         raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is not None and name not in ("channels", "tokens"):
+        if raw is not None and name not in ("channels", "tokens", "channel_options"):
             values[name] = _convert(name, raw, source=f"{ENV_PREFIX}{name.upper()}")
     values.update({k: v for k, v in flags.items() if k in _FIELDS})
     if "channels" in values:
         values["channels"] = MappingProxyType(dict(values["channels"]))
+    if "channel_options" in values:
+        values["channel_options"] = MappingProxyType(
+            {k: MappingProxyType(dict(v)) for k, v in values["channel_options"].items()}
+        )
     try:
         return Settings(**values)
     except TypeError as exc:
@@ -200,6 +242,16 @@ def _from_toml(path: Path) -> dict[str, Any]:
         if name == "channels":
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise ConfigError(f'config file {path}: [channels] maps alias = "ARN"')
+            values[name] = value
+        elif name == "channel_options":
+            if not isinstance(value, dict) or not all(
+                isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+                for v in value.values()
+            ):
+                raise ConfigError(
+                    f'config file {path}: [channel_options."<alias or ARN>"] holds '
+                    'payload_encoding = "json" | "deflate"'
+                )
             values[name] = value
         elif name == "tokens":
             values[name] = tuple(_token(entry, path) for entry in _as_list(value, path))

@@ -12,8 +12,9 @@ from enum import IntEnum
 from typing import Any
 
 from metadata_gateway.arn import parse_channel_arn
-from metadata_gateway.envelope import MAX_ITEM_BYTES, MAX_METADATA_BYTES, encode_item
+from metadata_gateway.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES, encode_item
 from metadata_gateway.errors import CueError, invalid_cue
+from metadata_gateway.wire import MAX_ENVELOPE_BYTES, RESERVED_PREFIXES
 
 MAX_ID_LENGTH = 64
 MAX_KEY_LENGTH = 128
@@ -27,6 +28,8 @@ CUE_FIELDS = frozenset(
 MIN_REPEAT_MS = 1_000  # a state re-sent more often than once a second would crowd out fresh cues
 DEFAULT_REPEAT_MS = 5_000
 MAX_REPEAT_MS = 3_600_000
+DEFAULT_MAX_CUE_BYTES = 16_384  # a cue's envelope; past one payload it travels in parts
+MAX_CUE_BYTES = MAX_ENVELOPE_BYTES  # what the decoders accept, whatever the setting
 
 
 class Priority(IntEnum):
@@ -93,7 +96,13 @@ def resolve_channel(value: object, aliases: Mapping[str, str]) -> str:
     raise CueError("unknown_channel", f"no channel is configured with alias {value!r}", status=404)
 
 
-def parse_cue(obj: object, *, aliases: Mapping[str, str], new_id: Callable[[], str]) -> Cue:
+def parse_cue(
+    obj: object,
+    *,
+    aliases: Mapping[str, str],
+    new_id: Callable[[], str],
+    max_cue_bytes: int = DEFAULT_MAX_CUE_BYTES,
+) -> Cue:
     """Validate one cue object; raise `CueError` naming the first field that is wrong."""
     if not isinstance(obj, dict):
         raise invalid_cue("a cue must be a JSON object", field="")
@@ -115,16 +124,21 @@ def parse_cue(obj: object, *, aliases: Mapping[str, str], new_id: Callable[[], s
     priority = _parse_priority(obj.get("priority"))
     not_before = _parse_not_before(obj.get("not_before"))
     repeat = _parse_repeat(obj.get("repeat_ms"), cue_type)
-    item = data.encode() if cue_type == "raw" else _encode(cue_id, cue_type, data)
-    limit = MAX_METADATA_BYTES if cue_type == "raw" else MAX_ITEM_BYTES
-    if len(item) > limit:
-        size = len(item) if cue_type == "raw" else len(item) + MAX_METADATA_BYTES - limit
+    if cue_type == "raw":
+        item = data.encode()
+        size, limit = len(item), MAX_METADATA_BYTES
+    else:
+        item = _encode(cue_id, cue_type, data)
+        size, limit = len(item) + ENVELOPE_OVERHEAD, max_cue_bytes
+    if size > limit:
         raise CueError(
             "cue_too_large",
-            f"the cue takes {size} bytes in a PutMetadata payload; IVS allows {MAX_METADATA_BYTES}",
+            f"the cue's envelope takes {size} bytes; the limit is {limit}"
+            if cue_type != "raw"
+            else f"a raw cue takes {size} bytes in its PutMetadata payload; IVS allows {limit}",
             status=413,
             size=size,
-            limit=MAX_METADATA_BYTES,
+            limit=limit,
         )
     return Cue(
         id=cue_id,
@@ -151,6 +165,12 @@ def _check_data(cue_type: str, data: object) -> None:
     if cue_type == "raw":
         if not isinstance(data, str) or not data:
             raise invalid_cue("data of a raw cue must be a non-empty string", field="data")
+        if data.startswith(RESERVED_PREFIXES):
+            raise invalid_cue(
+                "data of a raw cue may not start with ~z or ~p: decoders read those as the "
+                "gateway's compressed payloads",
+                field="data",
+            )
         return
     if not isinstance(data, dict):
         raise invalid_cue(f"data of a {cue_type} cue must be an object", field="data")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from metadata_gateway.arn import parse_channel_arn
 from metadata_gateway.backpressure import (
+    DRAIN_SAFETY,
     MIN_RETRY_AFTER_S,
     cues_per_call,
     drain_wait,
@@ -24,7 +25,7 @@ from metadata_gateway.channel_queue import Batch, CueState, Pending
 from metadata_gateway.config import Settings
 from metadata_gateway.cues import Cue, id_factory, parse_cue, resolve_channel
 from metadata_gateway.dispatcher import CallGate, Dispatcher
-from metadata_gateway.envelope import MAX_METADATA_BYTES
+from metadata_gateway.envelope import MAX_ITEM_BYTES, MAX_METADATA_BYTES
 from metadata_gateway.errors import CueError
 from metadata_gateway.events import DeliveryListener, DropReason
 from metadata_gateway.idempotency import IdState, RecentIds
@@ -204,7 +205,12 @@ class Gateway:
 
     def _parse(self, obj: object, index: int | None, wall: float) -> Cue:
         try:
-            cue = parse_cue(obj, aliases=self.settings.channels, new_id=self._new_id)
+            cue = parse_cue(
+                obj,
+                aliases=self.settings.channels,
+                new_id=self._new_id,
+                max_cue_bytes=self.settings.max_cue_bytes,
+            )
             region = cue.channel.split(":", 4)[3]
             if self.regions is not None and region not in self.regions:
                 raise CueError(
@@ -293,16 +299,18 @@ class Gateway:
             )
         average = queue.pending_bytes / len(queue) if len(queue) else 100.0
         share = self._calls_per_s(channel)
+        # Cues in parts take a call per part: the calls beyond one per cue, waiting ahead.
+        extra_calls = queue.pending_calls - len(queue)
         wait = drain_wait(
             excess_cues=excess_cues,
             excess_bytes=excess_bytes,
             calls_per_s=share,
-            average_item_bytes=average,
-        )
+            average_item_bytes=min(average, MAX_ITEM_BYTES),
+        ) + extra_calls / (share * DRAIN_SAFETY)
         if share >= self.settings.channel_rate:
             # At its full rate a channel sends in bursts (a window's worth, then a pause):
             # an average rate would promise room a little before the pause ends.
-            calls = max(
+            calls = extra_calls + max(
                 math.ceil(excess_cues / cues_per_call(average)),
                 math.ceil(excess_bytes / MAX_METADATA_BYTES),
             )
@@ -360,10 +368,13 @@ class Gateway:
             )
             self.schedulers[channel.arn.budget].touch(channel, now)
             return arn, state
-        in_flight = (
-            channel is not None
-            and channel.in_flight is not None
-            and any(p.cue.id == cue_id for p in channel.in_flight.cues)
+        in_parts = channel.queue.in_parts if channel is not None else None
+        in_flight = channel is not None and (
+            (in_parts is not None and in_parts.cue.id == cue_id)
+            or (
+                channel.in_flight is not None
+                and any(p.cue.id == cue_id for p in channel.in_flight.cues)
+            )
         )
         if in_flight or self.recent.lookup(arn, cue_id, now) is IdState.DELIVERED:
             raise CueError(
@@ -390,7 +401,10 @@ class Gateway:
         if parsed is None:
             raise ValueError(f"not a channel ARN: {arn!r}")
         channel = Channel(
-            parsed, rate=self.settings.channel_rate, margin=self.settings.window_margin
+            parsed,
+            rate=self.settings.channel_rate,
+            margin=self.settings.window_margin,
+            encoding=self.settings.encoding(arn),
         )
         self.channels[arn] = channel
         if parsed.budget not in self.schedulers:

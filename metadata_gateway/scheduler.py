@@ -124,7 +124,9 @@ class BudgetScheduler:
             if channel.next_allowed(now) > now:
                 self._schedule(channel, now)
                 continue
-            taken = channel.queue.take_batch(now, repeats=channel.live is True)
+            taken = channel.queue.take_batch(
+                now, repeats=channel.live is True, encoding=channel.encoding
+            )
             if taken.expired:
                 self.listener.cues_dropped(channel.arn.arn, taken.expired, DropReason.EXPIRED, now)
             if taken.batch is not None:
@@ -189,8 +191,12 @@ class BudgetScheduler:
                 superseded = channel.queue.requeue(batch)
                 if superseded:
                     self.listener.cues_dropped(arn, superseded, DropReason.SUPERSEDED, now)
-            elif batch.cues:
-                self.listener.cues_dropped(arn, batch.cues, DropReason.IVS_ERROR, now)
+            else:
+                # A refused part ends its cue: the decoder discards the parts it holds.
+                dropped = channel.queue.abandon_parts() if batch.part is not None else None
+                lost = batch.cues or ((dropped,) if dropped is not None else ())
+                if lost:
+                    self.listener.cues_dropped(arn, lost, DropReason.IVS_ERROR, now)
         self._schedule(channel, now)
         self._arm(channel, now)
 
@@ -217,6 +223,10 @@ class BudgetScheduler:
             cues: list[Pending] = [*channel.queue, *channel.queue.scheduled]
             for pending in cues:
                 channel.queue.remove(pending)
+            in_parts = channel.queue.abandon_parts()
+            last_part_in_flight = channel.in_flight is not None and channel.in_flight.cues
+            if in_parts is not None and not last_part_in_flight:
+                cues.append(in_parts)
             if cues:
                 dropped += len(cues)
                 self.listener.cues_dropped(channel.arn.arn, cues, reason, now)

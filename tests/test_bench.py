@@ -41,6 +41,8 @@ SUMMARY_KEYS = (
     "ws_ingress_ratio",
     "rss_mb_per_10k_channels",
     "cpu_percent_10k_channels_waiting",
+    "deflate_cues_per_call_ratio",
+    "large_cue_16k_latency_p99_ms",
 )
 
 

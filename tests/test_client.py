@@ -187,7 +187,7 @@ async def test_refused_cues_raise_gateway_error_without_retrying(local_ivs: Loca
         assert (invalid.value.status, invalid.value.code) == (400, "invalid_cue")
         assert (invalid.value.details["index"], invalid.value.details["field"]) == (1, "data")
         with pytest.raises(GatewayError) as large:
-            await client.send(cue(arn, 0, data={"s": BIG * 2}))
+            await client.send(cue(arn, 0, data={"s": BIG * 80}))
         assert (large.value.status, large.value.code) == (413, "cue_too_large")
         assert (client.retries, client.requests) == (0, 3)
         with pytest.raises(ValueError, match="1 to 100"):

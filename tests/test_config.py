@@ -97,3 +97,41 @@ def test_regions_come_as_a_list_or_a_comma_separated_variable(tmp_path: Path) ->
     path = tmp_path / "gateway.toml"
     path.write_text('regions = ["ap-south-1"]\n')
     assert load_settings(flags={"config": str(path)}, environ={}).regions == ("ap-south-1",)
+
+
+def test_payload_encoding_from_every_source_and_per_channel(tmp_path: Path) -> None:
+    """payload_encoding: flag, MG_ variable or TOML, and per channel by alias or ARN."""
+    other = ARN.replace("abcdEFGH1234", "other0000001")
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'max_cue_bytes = 32768\n[channels]\nshow = "{ARN}"\n'
+        '[channel_options."show"]\npayload_encoding = "deflate"\n'
+    )
+    settings = load_settings(flags={"config": str(path)}, environ={})
+    assert (settings.encoding(ARN).value, settings.encoding(other).value) == ("deflate", "json")
+    assert settings.max_cue_bytes == 32768
+    by_env = load_settings(environ={"MG_PAYLOAD_ENCODING": "deflate"})
+    assert by_env.encoding(other).value == "deflate"
+    by_flag = load_settings(flags={"payload_encoding": "json"}, environ={})
+    assert by_flag.encoding(ARN).value == "json"
+    path.write_text(f'[channel_options."{other}"]\npayload_encoding = "json"\n')
+    arn_options = load_settings(flags={"config": str(path), "payload_encoding": "deflate"})
+    assert (arn_options.encoding(other).value, arn_options.encoding(ARN).value) == (
+        "json",
+        "deflate",
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"payload_encoding": "gzip"}, "payload_encoding must be one of json, deflate"),
+        ({"max_cue_bytes": 70_000}, "max_cue_bytes must be 1024-65536"),
+        ({"channel_options": {"nobody": {"payload_encoding": "deflate"}}}, "'nobody': not a"),
+        ({"channel_options": {ARN: {"encoding": "deflate"}}}, "unknown option 'encoding'"),
+    ],
+)
+def test_invalid_encoding_settings_are_refused(changes: dict[str, object], message: str) -> None:
+    """A bad encoding, cue limit or channel option stops the start with a clear message."""
+    with pytest.raises(ConfigError, match=message):
+        Settings(**changes)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from metadata_gateway.cues import Priority, parse_cue
+from metadata_gateway.cues import DEFAULT_MAX_CUE_BYTES, Priority, parse_cue
 from metadata_gateway.envelope import MAX_METADATA_BYTES, encode_payload
 from metadata_gateway.errors import CueError
 
@@ -95,15 +95,27 @@ def test_unknown_alias_is_404() -> None:
     assert (error.code, error.status) == ("unknown_channel", 404)
 
 
-def test_cue_whose_envelope_exceeds_1024_bytes_is_refused() -> None:
-    """The limit applies to the cue alone in an envelope, in UTF-8 bytes."""
+def test_cue_whose_envelope_exceeds_max_cue_bytes_is_refused() -> None:
+    """The limit applies to the cue alone in an envelope, in UTF-8 bytes: 16384 by default."""
     base = {"channel": ARN, "type": "custom", "id": "a"}
     overhead = len(encode_payload([b'{"i":"a","t":"custom","d":{"s":""}}']))
-    fits = parse({**base, "data": {"s": "x" * (MAX_METADATA_BYTES - overhead)}})
-    assert len(encode_payload([fits.item])) == MAX_METADATA_BYTES
-    error = refused({**base, "data": {"s": "é" * ((MAX_METADATA_BYTES - overhead) // 2 + 1)}})
+    fits = parse({**base, "data": {"s": "x" * (DEFAULT_MAX_CUE_BYTES - overhead)}})
+    assert len(encode_payload([fits.item])) == DEFAULT_MAX_CUE_BYTES
+    error = refused({**base, "data": {"s": "é" * ((DEFAULT_MAX_CUE_BYTES - overhead) // 2 + 1)}})
     assert (error.code, error.status) == ("cue_too_large", 413)
-    assert error.details == {"size": MAX_METADATA_BYTES + 1, "limit": MAX_METADATA_BYTES}
+    assert error.details == {"size": DEFAULT_MAX_CUE_BYTES + 1, "limit": DEFAULT_MAX_CUE_BYTES}
+    small = {**base, "data": {"s": "x" * 2000}}
+    with pytest.raises(CueError) as info:
+        parse_cue(small, aliases=ALIASES, new_id=lambda: "g1", max_cue_bytes=MAX_METADATA_BYTES)
+    assert info.value.details == {"size": 2000 + overhead, "limit": MAX_METADATA_BYTES}
+
+
+def test_raw_cue_may_not_start_with_a_compressed_marker() -> None:
+    """Raw text starting with ~z or ~p would be misread by decoders, so it is refused."""
+    for text in ("~zAbc", "~p"):
+        error = refused({"channel": ARN, "type": "raw", "data": text})
+        assert (error.code, error.details["field"]) == ("invalid_cue", "data")
+    assert parse({"channel": ARN, "type": "raw", "data": "~x fine"}).item == b"~x fine"
 
 
 def test_raw_cue_is_verbatim_and_limited_to_1024_bytes() -> None:

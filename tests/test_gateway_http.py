@@ -143,7 +143,9 @@ async def test_idempotent_ids_queue_and_deliver_once(local_ivs: LocalIvs) -> Non
 async def test_request_errors_have_codes_and_lose_nothing(local_ivs: LocalIvs) -> None:
     """Each bad request gets its status and code; accepted cues are unaffected."""
     arn = new_channel(local_ivs, "errors")
-    async with running_gateway(local_ivs, channels={"show": arn}, max_body_bytes=4096) as gw:
+    async with running_gateway(
+        local_ivs, channels={"show": arn}, max_body_bytes=4096, max_cue_bytes=1024
+    ) as gw:
         good = {"channel": "show", "type": "quiz", "data": {"question_id": 1}}
         async with gw.http.post(f"{gw.url}/v1/cues", data=b"{nope") as response:
             assert response.status == 400

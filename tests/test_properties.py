@@ -90,7 +90,11 @@ def make_cue(spec: CueSpec, cue_id: str) -> Cue | None:
     obj["priority"] = spec.priority
     if spec.key is not None:
         obj["key"] = spec.key
-    cue = attempt(lambda: parse_cue(obj, aliases={}, new_id=lambda: "unused"))
+    cue = attempt(
+        lambda: parse_cue(
+            obj, aliases={}, new_id=lambda: "unused", max_cue_bytes=MAX_METADATA_BYTES
+        )
+    )
     if isinstance(cue, CueError):
         assert cue.code == "cue_too_large", cue
         return None
@@ -297,7 +301,7 @@ DEEP_BODIES = DEEP.map(
 @given(obj=JSON | NEAR_CUES)
 def test_parse_cue_returns_a_cue_or_raises_cue_error(obj: Any) -> None:
     """Any JSON value parses to a cue or raises a `CueError` with a 4xx status, nothing else."""
-    cue = attempt(lambda: parse_cue(obj, aliases=ALIASES, new_id=lambda: "gen"))
+    cue = attempt(lambda: parse_cue(obj, aliases=ALIASES, new_id=lambda: "gen", max_cue_bytes=1024))
     if isinstance(cue, CueError):
         assert 400 <= cue.status < 500
         assert cue.code in ("invalid_cue", "unknown_channel", "cue_too_large")

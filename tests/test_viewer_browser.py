@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from browser.harness import demo_gateway, require_browser, run_script
 
+from bench.corpus import large_text
 from metadata_gateway.appkeys import METRICS
 from metadata_gateway.auth import TokenSpec, hash_token
 
@@ -184,3 +185,54 @@ async def test_console_on_a_gateway_with_tokens_uses_the_token_it_is_given(tmp_p
     assert [(item["i"], item["d"]["text"]) for item in sent] == [
         (report["receipt"]["id"], question)
     ]
+
+
+# A deflate channel: small cues compressed, a 4 KB and a 16 KB cue of multi-byte text in parts.
+LARGE_ROUNDS: list[list[dict[str, Any]]] = [
+    [
+        {"channel": "demo", "type": "caption", "id": "d1", "data": {"text": "Before the big one"}},
+        {"channel": "demo", "type": "custom", "id": "big4", "data": {"text": large_text(4_000)}},
+        {"channel": "demo", "type": "poll", "id": "d2", "data": {"poll_id": "p9", "yes": 4}},
+    ],
+    [
+        {"channel": "demo", "type": "custom", "id": "big16", "data": {"text": large_text(16_000)}},
+        {"channel": "demo", "type": "caption", "id": "d3", "data": {"text": "After: ¿Qué? 東京"}},
+    ],
+]
+
+
+async def test_deflate_and_large_cues_arrive_whole_through_the_ivs_player(tmp_path: Path) -> None:
+    """On a deflate channel, compressed payloads and cues in parts fire in amazon-ivs-player and
+    decode to exactly the posted cues, whole, in order, once, with no damage reported."""
+    require_browser()
+    expected = [
+        {"kind": "cue", "id": c["id"], "type": c["type"], "data": c["data"]}
+        for round_ in LARGE_ROUNDS
+        for c in round_
+    ]
+    async with demo_gateway(playback=True, payload_encoding="deflate") as gw:
+        report = await run_script(
+            "viewer.mjs",
+            {
+                "gateway": gw.url,
+                "channel": "demo",
+                "rounds": LARGE_ROUNDS,
+                "roundGapMs": 400,
+                "expected": len(expected),
+                "playingTimeoutMs": 15_000,
+                "cuesTimeoutMs": 20_000,
+                "settleMs": 2_500,
+                "screenshot": str(tmp_path / "viewer.png"),
+            },
+            tmp_path,
+            within=60,
+        )
+        accepted = gw.ivs.state.events_of(gw.arn)
+    assert report["errors"] == [], report["errors"]
+    assert [answer["status"] for answer in report["answers"]] == [202, 202]
+    assert report["cues"] == expected
+    texts = [event["text"] for event in report["events"]]
+    assert set(texts) <= {event.metadata for event in accepted}
+    assert all(len(event.metadata.encode()) <= 1024 for event in accepted)
+    assert any(t.startswith("~p") for t in texts)
+    assert any(t.startswith("~z") for t in texts)

@@ -63,7 +63,7 @@ async def test_bad_frames_get_nacks_in_order_and_the_connection_stays_open(
         orjson.dumps({**good, "ref": "c", "type": "nope"}).decode(),
         orjson.dumps({"op": "dance", "ref": "d"}).decode(),
         orjson.dumps({**good, "ref": "e", "channel": "nobody"}).decode(),
-        orjson.dumps({**good, "ref": "f", "data": {"question_id": "x" * 2000}}).decode(),
+        orjson.dumps({**good, "ref": "f", "data": {"question_id": "x" * 70_000}}).decode(),
         orjson.dumps({**good, "ref": "g"}).decode(),
     ]
     async with running_gateway(local_ivs) as gw, await connect(gw) as ws:

@@ -4,8 +4,11 @@ export {
   CueDecoder,
   DEFAULT_REMEMBERED_IDS,
   ENVELOPE_VERSION,
+  FORMAT_VERSION,
+  MAX_ENVELOPE_BYTES,
   parseEnvelope,
   type Cue as DecodedCue,
+  type Damage,
   type Decoded,
   type RawPayload,
 } from "./cue_decoder.js";

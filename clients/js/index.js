@@ -8,4 +8,11 @@ export { GatewayError, GatewayUnavailable, STATUS_OF_CODE } from "./errors.js";
 export { Backoff, RetryPolicy } from "./retry.js";
 export { MAX_CUES_PER_REQUEST, newCueId, withId } from "./cues.js";
 export { WS_BEARER_PREFIX, WS_PROTOCOL } from "./socket.js";
-export { CueDecoder, DEFAULT_REMEMBERED_IDS, ENVELOPE_VERSION, parseEnvelope } from "./cue_decoder.js";
+export {
+  CueDecoder,
+  DEFAULT_REMEMBERED_IDS,
+  ENVELOPE_VERSION,
+  FORMAT_VERSION,
+  MAX_ENVELOPE_BYTES,
+  parseEnvelope,
+} from "./cue_decoder.js";

@@ -168,7 +168,10 @@ async function main() {
     fail(`${error.type} ${error.code}: ${error.message}${hint}`);
   });
 
-  const decoder = new CueDecoder();
+  // A damaged payload or a cue in parts cut off is shown as an error, never thrown.
+  const decoder = new CueDecoder({
+    onDamage: (damage) => seen.errors.push(`damaged payload: ${damage.reason}`),
+  });
   const log = $("cue-log");
   player.addEventListener(PlayerEventType.TEXT_METADATA_CUE, (cue) => {
     const firedAt = Date.now();

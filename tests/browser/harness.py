@@ -94,14 +94,19 @@ class DemoGateway:
 
 @asynccontextmanager
 async def demo_gateway(
-    *, playback: bool, tokens: tuple[TokenSpec, ...] = ()
+    *, playback: bool, tokens: tuple[TokenSpec, ...] = (), payload_encoding: str = "json"
 ) -> AsyncIterator[DemoGateway]:
     """A local IVS (playback on or off) with a live `demo` channel, and a gateway in front."""
     settings = LocalIvsSettings(port=0, playback=playback)
     async with LocalIvs(settings, rng=random.Random(RNG_SEED)) as ivs:
         arn: str = ivs.state.create_channel(name="demo")["channel"]["arn"]
         ivs.state.start_stream(arn)
-        gateway_settings = Settings(endpoint_url=ivs.url, channels={"demo": arn}, tokens=tokens)
+        gateway_settings = Settings(
+            endpoint_url=ivs.url,
+            channels={"demo": arn},
+            tokens=tokens,
+            payload_encoding=payload_encoding,
+        )
         async with IvsSender(
             endpoint_url=ivs.url, timeout=gateway_settings.ivs_timeout, credentials=("t", "t")
         ) as sender:
