@@ -27,7 +27,11 @@ from asyncio_throttle.throttler import Throttler
 
 from bench.analysis import max_in_window, ms, percentile
 from metadata_gateway.config import Settings
+from metadata_gateway.engine import Engine
 from metadata_gateway.gateway import Gateway
+from metadata_gateway.local_intake import LocalIntake
+from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.validation import CueRules, parse_cues
 
 CHANNEL_RATE = 5  # IVS PutMetadata calls/s per channel
 ACCOUNT_RATE = 155  # and per account
@@ -204,7 +208,10 @@ async def gateway_scheduler(channels: int, seconds: float, *, answer: bool = Tru
         total_max_cues=10 * channels,
         total_max_bytes=1 << 30,
     )
-    gateway = Gateway(settings, sink=sink)
+    gateway = Gateway(settings)
+    tasks = TaskRegistry()
+    engine = Engine(gateway, sink=sink, tasks=tasks, clock=asyncio.get_running_loop().time)
+    intake, rules = LocalIntake(gateway), CueRules()
 
     # Enough cues that every channel still has some waiting when the measurement ends, each
     # too big to share a payload, so that every cue is one call.
@@ -216,9 +223,9 @@ async def gateway_scheduler(channels: int, seconds: float, *, answer: bool = Tru
     ]
 
     async def run(deadline: float) -> None:
-        gateway.start()
+        engine.start()
         for start in range(0, len(cues), 100):
-            gateway.submit(cues[start : start + 100], batch=True)
+            intake.keep_now(parse_cues(cues[start : start + 100], batch=True, rules=rules))
         await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
 
     try:
@@ -226,7 +233,8 @@ async def gateway_scheduler(channels: int, seconds: float, *, answer: bool = Tru
         settle = settings.startup_hold + 0.5
         window = await _measure(seconds, sink.calls, run, settle=settle)
     finally:
-        await gateway.close()
+        await engine.stop()
+        await tasks.close()
     return Measured(window.cpu_cores, window.lag_p99_ms, window.per_s, max_in_window(sink.calls))
 
 
@@ -260,19 +268,21 @@ async def window_check(seconds: float) -> dict[str, Any]:
             gateway_arrivals.append(start + rng.uniform(0, latency))
             await asyncio.sleep(latency)
 
-    gateway = Gateway(Settings(total_max_cues=100_000), sink=JitterSink())
-    gateway.start()
+    gateway = Gateway(Settings(total_max_cues=100_000))
+    tasks = TaskRegistry()
+    engine = Engine(gateway, sink=JitterSink(), tasks=tasks, clock=loop.time)
+    intake = LocalIntake(gateway)
+    engine.start()
     try:
         calls = int(seconds * CHANNEL_RATE * 2)
         for start in range(0, calls, 100):
             count = min(100, calls - start)
-            gateway.submit(
-                [{"channel": _arn(0), "type": "custom", "data": {"p": ONE_PER_CALL}}] * count,
-                batch=True,
-            )
+            objs = [{"channel": _arn(0), "type": "custom", "data": {"p": ONE_PER_CALL}}] * count
+            intake.keep_now(parse_cues(objs, batch=True, rules=CueRules()))
         await asyncio.sleep(seconds)
     finally:
-        await gateway.close()
+        await engine.stop()
+        await tasks.close()
     return {
         "throttler_max_admitted_in_1s": max_in_window(admitted),
         "throttler_max_arrivals_in_1s": max_in_window(arrivals),

@@ -1,22 +1,42 @@
-"""The aiohttp application: routes, and the lifetime of the gateway and its IVS client."""
+"""The aiohttp application: routes, and one lifetime for the gateway, its IVS client and its
+tasks, ended by the one shutdown sequence (`shutdown.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS, RECEIPTS, WS_HUB
+from metadata_gateway.appkeys import (
+    AUTH,
+    ENGINE,
+    GATEWAY,
+    INTAKE,
+    METRICS,
+    RECEIPTS,
+    RULES,
+    SETTINGS,
+    SHUTDOWN,
+    TASKS,
+    WS_HUB,
+)
 from metadata_gateway.auth import Authenticator
 from metadata_gateway.config import Settings
+from metadata_gateway.cues import id_factory
+from metadata_gateway.engine import Engine
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.http_api import errors_middleware, routes
-from metadata_gateway.intake import LocalIntake
+from metadata_gateway.intake import Intake
 from metadata_gateway.ivs import MetadataSink
+from metadata_gateway.local_intake import LocalIntake
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
 from metadata_gateway.sender import IvsSender, ivs_regions
+from metadata_gateway.shutdown import Phase, Shutdown
+from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.validation import CueRules
 from metadata_gateway.ws_api import websocket_handler
 from metadata_gateway.ws_session import WsHub
 
@@ -35,8 +55,11 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors_middleware])
     app.add_routes(routes)
     app.router.add_get("/v1/ws", websocket_handler)
+    app[SETTINGS] = settings
 
     async def gateway_context(app: web.Application) -> AsyncIterator[None]:
+        now = clock or asyncio.get_running_loop().time  # the one clock of this process
+        tasks = TaskRegistry()
         sender: IvsSender | None = None
         target: MetadataSink
         if sink is None:
@@ -49,55 +72,60 @@ def create_app(
         runtime: DistributedRuntime | None = None
         regions = frozenset(settings.regions) or ivs_regions() | {settings.region}
         if settings.redis_url is None:
-            gateway = Gateway(settings, sink=target, clock=clock, regions=regions)
+            gateway = Gateway(settings, clock=now)
+            engine = Engine(gateway, sink=target, tasks=tasks, clock=now)
+            new_id = id_factory()
         else:
             # Imported here: redis is needed only in distributed mode.
             from metadata_gateway.distributed import DistributedRuntime
 
             runtime = DistributedRuntime(settings)
-            gateway = Gateway(
-                runtime.local_settings(),
-                sink=target,
-                clock=clock,
-                gate=runtime.gate,
-                new_id=runtime.new_id,
-                regions=regions,
-            )
+            gateway = Gateway(runtime.local_settings(), clock=now)
+            engine = Engine(gateway, sink=target, tasks=tasks, clock=now, gate=runtime.gate)
+            new_id = runtime.new_id
         metrics = Metrics(gateway)
         receipts = ReceiptRouter()
         hub = WsHub()
         gateway.listeners += [metrics, receipts]
+        app[RULES] = CueRules(
+            aliases=settings.channels,
+            max_cue_bytes=settings.max_cue_bytes,
+            regions=regions,
+            new_id=new_id,
+        )
         app[GATEWAY] = gateway
+        app[ENGINE] = engine
+        app[TASKS] = tasks
         app[METRICS] = metrics
         app[RECEIPTS] = receipts
         app[WS_HUB] = hub
         if settings.tokens:
-            app[AUTH] = Authenticator(settings.tokens, settings.channels, clock=gateway.now)
-        gateway.start()
+            app[AUTH] = Authenticator(settings.tokens, settings.channels, clock=now)
+        app[SHUTDOWN] = shutdown = Shutdown(
+            engine=engine, hub=hub, tasks=tasks, distributed=runtime, ivs_client=sender
+        )
+        engine.start()
+        intake: Intake
         if runtime is not None:
-            await runtime.start(gateway, receipts)
+            await runtime.start(gateway, receipts, tasks=tasks, clock=now)
             assert runtime.intake is not None
-            app[INTAKE] = runtime.intake
+            intake = runtime.intake
         else:
-            app[INTAKE] = LocalIntake(gateway)
+            intake = LocalIntake(gateway)
+        app[INTAKE] = intake
         try:
             yield
         finally:
-            await hub.close_all()
-            if runtime is not None:
-                await runtime.close()  # queued cues stay in Redis for the next owner
-            await gateway.close()
-            if sender is not None:
-                await sender.close()
+            await shutdown.run()  # the phases not run yet: Redis, the IVS client, leftovers
 
     app.cleanup_ctx.append(gateway_context)
 
     async def close_sessions(app: web.Application) -> None:
         # aiohttp waits for open handlers after on_shutdown, and a WebSocket handler never ends
-        # by itself. Single-process: drop what is left first, so its submitters hear why.
-        if settings.redis_url is None:
-            await app[GATEWAY].close()
-        await app[WS_HUB].close_all()
+        # by itself: stop sending (its submitters hear what was dropped), then close sessions.
+        # Redis and the IVS client close after the handlers, in the cleanup context.
+        if SHUTDOWN in app:
+            await app[SHUTDOWN].run(through=Phase.CLOSE_SESSIONS)
 
     app.on_shutdown.append(close_sessions)
 

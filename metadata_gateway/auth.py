@@ -134,3 +134,32 @@ class Authenticator:
                 retry_after=(count - bucket.tokens) / spec.rate,
             )
         bucket.tokens -= count
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who makes a request and what they may do: a client's token, or anyone with auth off."""
+
+    spec: TokenSpec | None = None
+    auth: Authenticator | None = None
+
+    def authorize(self, cues: Sequence[Cue]) -> None:
+        """Refuse (403) cues outside the client's channels, or (429) beyond its rate."""
+        if self.auth is not None and self.spec is not None:
+            self.auth.authorize(self.spec, cues)
+
+    def authorize_channel(self, arn: str) -> None:
+        """Refuse (403) an operation on a channel outside the client's scope."""
+        if self.auth is not None and self.spec is not None:
+            self.auth.authorize_channel(self.spec, arn)
+
+
+ANYONE = Caller()  # auth off: every request may do everything
+
+
+def authenticate(auth: Authenticator | None, authorization: str | None) -> Caller:
+    """The caller an `Authorization` header value names (401 without a valid token); anyone
+    when auth is off. Both transports call this, the WebSocket with its subprotocol's token."""
+    if auth is None:
+        return ANYONE
+    return Caller(auth.authenticate(authorization), auth)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from metadata_gateway.ivs import IvsCallError, MetadataSink, Outcome
 from metadata_gateway.scheduler import BudgetScheduler, Dispatch
+from metadata_gateway.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 GATE_ERROR_RETRY_S = 0.5  # a failing call gate is asked again after this
@@ -33,9 +35,13 @@ class Dispatcher:
         *,
         region: str,
         timeout: float,
+        clock: Callable[[], float],
+        tasks: TaskRegistry,
         gate: CallGate | None = None,
     ) -> None:
         self.scheduler = scheduler
+        self._clock = clock
+        self._tasks = tasks
         self._gate = gate
         self._sink = sink
         self._region = region
@@ -49,7 +55,7 @@ class Dispatcher:
 
     def start(self) -> None:
         """Start the scheduling loop."""
-        self._loop_task = asyncio.create_task(self._run(), name=f"dispatcher-{self._region}")
+        self._loop_task = self._tasks.spawn(self._run(), name=f"dispatcher-{self._region}")
 
     def wake(self) -> None:
         """Ask the loop to look again now (new cues arrived)."""
@@ -62,23 +68,24 @@ class Dispatcher:
 
     async def close(self) -> None:
         """Stop the loop and cancel calls still in flight (their cues stay with the scheduler)."""
-        tasks = [*self._calls]
-        if self._loop_task is not None:
-            tasks.append(self._loop_task)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel(*self._calls, self._loop_task)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop, clock = asyncio.get_running_loop(), self._clock
         while True:
-            for dispatch in self.scheduler.step(loop.time()):
-                task = asyncio.create_task(self._send(dispatch), name="put-metadata")
+            for dispatch in self.scheduler.step(clock()):
+                task = self._tasks.spawn(self._send(dispatch), name="put-metadata")
                 self._calls.add(task)
                 task.add_done_callback(self._calls.discard)
-            wake_at = self.scheduler.next_wakeup(loop.time())
+            now = clock()
+            wake_at = self.scheduler.next_wakeup(now)
             self._wake.clear()
-            timer = None if wake_at == float("inf") else loop.call_at(wake_at, self._wake.set)
+            # call_later, not call_at: the wake-up is in the injected clock's time.
+            timer = (
+                None
+                if wake_at == float("inf")
+                else loop.call_later(max(0.0, wake_at - now), self._wake.set)
+            )
             try:
                 await self._wake.wait()
             finally:
@@ -89,13 +96,13 @@ class Dispatcher:
         if self._gate is None:
             await self._call(dispatch)
             return
-        loop = asyncio.get_running_loop()
+        clock = self._clock
         try:
             ticket, wait = await self._gate.acquire(
                 dispatch.channel.arn.arn, dispatch.channel.arn.budget
             )
         except asyncio.CancelledError:
-            self.scheduler.defer(dispatch, loop.time(), loop.time())
+            self.scheduler.defer(dispatch, clock(), clock())
             raise
         except Exception:
             # A gate that cannot answer proves no budget: hold the cues, never send unchecked.
@@ -103,7 +110,7 @@ class Dispatcher:
             ticket, wait = None, GATE_ERROR_RETRY_S
         if ticket is None:
             # Not now: another process spent the shared budget. Not a failure of the channel.
-            self.scheduler.defer(dispatch, loop.time() + wait, loop.time())
+            self.scheduler.defer(dispatch, clock() + wait, clock())
             self._wake.set()
             return
         try:
@@ -112,7 +119,7 @@ class Dispatcher:
             await asyncio.shield(self._gate.release(ticket))
 
     async def _call(self, dispatch: Dispatch) -> None:
-        loop = asyncio.get_running_loop()
+        clock = self._clock
         outcome, message = Outcome.OK, ""
         try:
             async with asyncio.timeout(self._timeout):
@@ -127,7 +134,7 @@ class Dispatcher:
             outcome, message = Outcome.TIMEOUT, f"no answer within {self._timeout:g} s"
         except asyncio.CancelledError:
             # Shutdown: the call may or may not have reached IVS; give the cues back.
-            self.scheduler.complete(dispatch, Outcome.TIMEOUT, loop.time(), "cancelled")
+            self.scheduler.complete(dispatch, Outcome.TIMEOUT, clock(), "cancelled")
             raise
         except Exception as exc:
             # A bug or a client-side refusal (e.g. botocore rejecting a region): the call is
@@ -145,5 +152,5 @@ class Dispatcher:
                     "cues": len(dispatch.batch.cues),
                 },
             )
-        self.scheduler.complete(dispatch, outcome, loop.time(), message)
+        self.scheduler.complete(dispatch, outcome, clock(), message)
         self._wake.set()

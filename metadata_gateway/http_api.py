@@ -1,10 +1,10 @@
-"""The HTTP API: cues in, channel state and health out. aiohttp lives here and in app.py."""
+"""The HTTP API: cues in, channel state and health out, all through the intake seam."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -12,15 +12,14 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS
-from metadata_gateway.auth import TokenSpec
-from metadata_gateway.channel import Channel
-from metadata_gateway.cues import Cue, resolve_channel
+from metadata_gateway.appkeys import AUTH, INTAKE, METRICS, RULES, SETTINGS
+from metadata_gateway.auth import Caller, authenticate
+from metadata_gateway.cues import resolve_channel
 from metadata_gateway.errors import CueError
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.ingress import accept_document, decode_json, reject
+from metadata_gateway.ingress import accept_document, reject
 from metadata_gateway.intake import Intake
 from metadata_gateway.metrics import CONTENT_TYPE
+from metadata_gateway.validation import decode_json
 
 routes = web.RouteTableDef()
 DEFAULT_PAGE = 100
@@ -69,42 +68,26 @@ async def errors_middleware(
         )
 
 
-def authenticate(request: web.Request, *, fallback: str | None = None) -> TokenSpec | None:
-    """The client making the request (401 without a valid token), or None with auth off.
-
-    `fallback` is an `Authorization` value from elsewhere (a WebSocket subprotocol), used when
-    the request has no such header.
-    """
-    auth = request.app.get(AUTH)
-    if auth is None:
-        return None
+def caller_of(request: web.Request) -> Caller:
+    """The client making the request (401 without a valid token), or anyone with auth off."""
     try:
-        return auth.authenticate(request.headers.get("Authorization") or fallback)
+        return authenticate(request.app.get(AUTH), request.headers.get("Authorization"))
     except CueError as exc:
         raise reject(request.app[METRICS], exc) from None
-
-
-def cue_authorizer(
-    request: web.Request, client: TokenSpec | None
-) -> Callable[[Sequence[Cue]], None] | None:
-    """The check each accepted batch must pass for this client, if auth is on."""
-    auth = request.app.get(AUTH)
-    if auth is None or client is None:
-        return None
-    return lambda cues: auth.authorize(client, cues)
 
 
 @routes.post("/v1/cues")
 async def post_cues(request: web.Request) -> web.Response:
     """Accept one cue or a batch of up to 100, all or none."""
-    client = authenticate(request)
-    metrics = request.app[METRICS]
-    limit = request.app[GATEWAY].settings.max_body_bytes
+    app = request.app
+    caller = caller_of(request)
+    metrics, settings = app[METRICS], app[SETTINGS]
+    limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise reject(metrics, _body_too_large(request.content_length, limit))
     try:
         # A client that sends its body byte by byte must not hold a handler for ever.
-        async with asyncio.timeout(request.app[GATEWAY].settings.body_timeout):
+        async with asyncio.timeout(settings.body_timeout):
             body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise reject(metrics, _body_too_large(None, limit)) from None
@@ -119,7 +102,7 @@ async def post_cues(request: web.Request) -> web.Response:
     except CueError as exc:
         raise reject(metrics, exc) from None
     answers = await accept_document(
-        intake_of(request.app), metrics, document, authorize=cue_authorizer(request, client)
+        document, intake=app[INTAKE], rules=app[RULES], caller=caller, metrics=metrics
     )
     return json_response({"cues": [a.as_json() for a in answers]}, status=202)
 
@@ -145,38 +128,10 @@ def _body_too_large(size: int | None, limit: int) -> CueError:
     )
 
 
-def channel_json(gateway: Gateway, channel: Channel, *, detail: bool = False) -> dict[str, Any]:
-    """One channel as the API shows it; `detail` lists its scheduled and repeating cues."""
-    queue = channel.queue
-    body: dict[str, Any] = {
-        "channel": channel.arn.arn,
-        "alias": gateway.aliases.get(channel.arn.arn),
-        "pending": queue.waiting,
-        "pending_bytes": queue.pending_bytes,
-        "scheduled": len(queue) - queue.waiting,
-        "repeating": len(queue.repeating),
-        "live": channel.live,
-        "sent_requests": channel.sent_requests,
-        "delivered_cues": channel.delivered_cues,
-        "last_error": channel.last_error,
-    }
-    if detail:
-        body["scheduled_cues"] = [
-            {"id": p.cue.id, "type": p.cue.type, "not_before": p.cue.not_before}
-            for p in queue.scheduled
-        ]
-        body["repeating_cues"] = [
-            {"id": p.cue.id, "key": p.cue.key, "repeat_ms": round((p.cue.repeat or 0) * 1000)}
-            for p in queue.repeating
-        ]
-    return body
-
-
 @routes.get("/v1/channels")
 async def list_channels(request: web.Request) -> web.Response:
     """Channels in the order the gateway met them (configured aliases first), a page at a time."""
-    authenticate(request)
-    gateway = request.app[GATEWAY]
+    caller_of(request)
     try:
         limit = int(request.query.get("limit", DEFAULT_PAGE))
         start = int(request.query.get("cursor", 0))
@@ -184,12 +139,10 @@ async def list_channels(request: web.Request) -> web.Response:
         raise CueError("invalid_request", "limit and cursor must be integers", status=400) from None
     if not 1 <= limit <= MAX_PAGE or start < 0:
         raise CueError("invalid_request", f"limit must be 1-{MAX_PAGE} and cursor >= 0", status=400)
-    channels = list(gateway.channels.values())
-    page = channels[start : start + limit]
-    following = start + limit if start + limit < len(channels) else None
+    page, following = await intake_of(request.app).channels(start, limit)
     return json_response(
         {
-            "channels": [channel_json(gateway, c) for c in page],
+            "channels": [view.as_json() for view in page],
             "next_cursor": str(following) if following is not None else None,
         }
     )
@@ -198,39 +151,30 @@ async def list_channels(request: web.Request) -> web.Response:
 @routes.get(r"/v1/channels/{channel:[\s\S]+}")
 async def get_channel(request: web.Request) -> web.Response:
     """One channel, by alias or (URL-encoded) ARN."""
-    authenticate(request)
-    gateway = request.app[GATEWAY]
+    caller_of(request)
     name = request.match_info["channel"]  # aiohttp has decoded it, %2F included
-    arn = gateway.settings.resolve(name)
+    arn = request.app[SETTINGS].resolve(name)
     if arn is None:
         if name.startswith("arn:"):
             raise CueError("invalid_channel", f"{name!r} is not an IVS channel ARN", status=400)
         raise CueError(
             "unknown_channel", f"no channel is configured with alias {name!r}", status=404
         )
-    channel = gateway.channels.get(arn)
-    if channel is None:  # a valid ARN the gateway has not met: all zeros, and nothing created
-        return json_response(channel_json(gateway, Channel.blank(arn), detail=True))
-    return json_response(channel_json(gateway, channel, detail=True))
+    view = await intake_of(request.app).channel(arn)
+    return json_response(view.as_json(detail=True))
 
 
 @routes.delete("/v1/cues/{id}")
 async def cancel_cue(request: web.Request) -> web.Response:
     """Cancel a queued, scheduled or repeating cue: `DELETE /v1/cues/{id}?channel=...`."""
-    client = authenticate(request)
+    caller = caller_of(request)
     channel = request.query.get("channel")
     if not channel:
         raise CueError("invalid_request", "the channel query parameter is required", status=400)
-    cue_id = request.match_info["id"]
-    auth = request.app.get(AUTH)
-    if auth is not None and client is not None:
-        auth.authorize_channel(
-            client, resolve_channel(channel, request.app[GATEWAY].settings.channels)
-        )
-    arn, state = request.app[GATEWAY].cancel(channel, cue_id)
-    return json_response(
-        {"id": cue_id, "channel": arn, "status": "cancelled", "state": state.value}
-    )
+    arn = resolve_channel(channel, request.app[RULES].aliases)
+    caller.authorize_channel(arn)
+    cancelled = await intake_of(request.app).cancel(arn, request.match_info["id"])
+    return json_response(cancelled.as_json())
 
 
 @routes.get("/healthz")
@@ -243,8 +187,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready to accept cues; 503 while draining. While IVS fails, `degraded` with the reason:
     cues are still accepted and held, so the instance stays in rotation."""
-    health = request.app[GATEWAY].health()
-    reason = intake_of(request.app).unavailable()
+    intake = intake_of(request.app)
+    health = intake.health()
+    reason = intake.unavailable()
     if reason is not None and health["status"] != "draining":
         return json_response({"status": "unavailable", "reason": reason}, status=503)
     return json_response(health, status=503 if health["status"] == "draining" else 200)

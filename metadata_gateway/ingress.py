@@ -1,72 +1,44 @@
-"""From request bytes to queued cues: the part HTTP and WebSocket ingress share."""
+"""From a decoded request document to kept cues: the step HTTP and WebSocket ingress share.
+Validation happens in `validation.py`, authorization in `auth.py`, keeping behind `Intake`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
-from metadata_gateway.cues import Cue
+from metadata_gateway.auth import Caller
 from metadata_gateway.errors import CueError
-from metadata_gateway.gateway import Accepted
-from metadata_gateway.intake import Intake
+from metadata_gateway.intake import Accepted, Intake
 from metadata_gateway.metrics import Metrics
-
-
-def decode_json(body: bytes | str) -> Any:
-    """Parse a request body; raise `invalid_json` for anything that is not JSON."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise CueError("invalid_json", f"the body is not valid JSON: {exc}", status=400) from None
+from metadata_gateway.validation import CueRules, cue_count, parse_cues, split_document
 
 
 async def accept_document(
-    intake: Intake,
-    metrics: Metrics,
-    document: Any,
-    *,
-    authorize: Callable[[Sequence[Cue]], None] | None = None,
+    document: Any, *, intake: Intake, rules: CueRules, caller: Caller, metrics: Metrics
 ) -> list[Accepted]:
-    """Keep a single cue object or a `{"cues": [...]}` batch through `intake`, counting what
-    happened."""
-    cues, batch = split_document(metrics, document)
+    """Validate, authorize and keep a single cue object or a `{"cues": [...]}` batch, all or
+    none, counting what happened; raise the one `CueError` of a refusal."""
     try:
-        answers = await intake.submit(cues, batch=batch, authorize=authorize)
+        objs, batch = split_document(document)
+        intake.ensure_open()
+        cues = parse_cues(objs, batch=batch, rules=rules)
+        caller.authorize(cues)
+        answers = await intake.keep(cues)
     except CueError as exc:
-        raise reject(metrics, exc, len(cues)) from None
+        raise reject(metrics, exc, cue_count(document)) from None
     count_answers(metrics, answers)
     return answers
 
 
-def split_document(metrics: Metrics, document: Any) -> tuple[list[Any], bool]:
-    """The cue objects a document holds, and whether it was a batch."""
-    batch = isinstance(document, dict) and "cues" in document and "channel" not in document
-    if batch:
-        cues = document["cues"]
-        extra = document.keys() - {"cues"}
-        if not isinstance(cues, list) or not cues:
-            error = CueError(
-                "invalid_cue", "cues must be a non-empty list", status=400, field="cues"
-            )
-            raise reject(metrics, error, 1)
-        if extra:
-            error = CueError(
-                "invalid_cue", f"unknown field {sorted(extra)[0]!r}", status=400, field="cues"
-            )
-            raise reject(metrics, error, len(cues))
-    else:
-        cues = [document]
-    return cues, batch
-
-
 def count_answers(metrics: Metrics, answers: Sequence[Accepted]) -> None:
     """Count accepted cues and duplicates."""
+    received, duplicates = metrics.received, 0
     for answer in answers:
-        metrics.received.labels(answer.type).inc()
+        received.labels(answer.type).inc()
         if answer.status == "duplicate":
-            metrics.duplicates.inc()
+            duplicates += 1
+    if duplicates:
+        metrics.duplicates.inc(duplicates)
 
 
 def reject(metrics: Metrics, error: CueError, count: int = 1) -> CueError:

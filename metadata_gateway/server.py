@@ -11,9 +11,10 @@ import signal
 from aiohttp import web
 
 from metadata_gateway.app import create_app
-from metadata_gateway.appkeys import GATEWAY
+from metadata_gateway.appkeys import SHUTDOWN
 from metadata_gateway.config import Settings
 from metadata_gateway.sender import IvsSender
+from metadata_gateway.shutdown import Phase
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         if settings.local_ivs:
             _log_demo(url, ivs_url=settings.endpoint_url or "", playback=settings.playback)
         await stop.wait()
-        gateway = app[GATEWAY]
-        log.info(
-            "draining", extra={"queued": gateway.total_cues, "deadline_s": settings.drain_timeout}
-        )
-        left = await gateway.drain(settings.drain_timeout)
-        log.info("drained", extra={"left": left})
+        # Phases 1-2 here (stop accepting, drain); runner.cleanup runs the rest, in order.
+        await app[SHUTDOWN].run(through=Phase.DRAIN, drain_s=settings.drain_timeout)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(signum)
 

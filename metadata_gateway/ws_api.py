@@ -7,10 +7,10 @@ import socket
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
-from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS, RECEIPTS, WS_HUB
-from metadata_gateway.auth import WS_PROTOCOL, bearer_from_subprotocols
+from metadata_gateway.admission import SHUTDOWN_RETRY_AFTER_S
+from metadata_gateway.appkeys import AUTH, INTAKE, METRICS, RECEIPTS, RULES, SETTINGS, TASKS, WS_HUB
+from metadata_gateway.auth import WS_PROTOCOL, authenticate, bearer_from_subprotocols
 from metadata_gateway.errors import CueError
-from metadata_gateway.http_api import authenticate
 from metadata_gateway.ingress import reject
 from metadata_gateway.ws_session import FRAME_HARD_LIMIT_FACTOR, WsSession
 
@@ -26,9 +26,9 @@ def _bound_kernel_buffer(request: web.Request, size: int) -> None:
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     """`GET /v1/ws`: one session of cue frames, acks and receipts."""
-    gateway, metrics = request.app[GATEWAY], request.app[METRICS]
-    hub = request.app[WS_HUB]
-    settings = gateway.settings
+    app = request.app
+    metrics, settings, intake = app[METRICS], app[SETTINGS], app[INTAKE]
+    hub = app[WS_HUB]
     limit = settings.max_body_bytes
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat,
@@ -38,24 +38,31 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         # Checked before the handshake: aiohttp logs offered protocols that it cannot select.
         bearer = bearer_from_subprotocols(request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL))
+        caller = authenticate(app.get(AUTH), request.headers.get("Authorization") or bearer)
     except CueError as exc:
         raise reject(metrics, exc) from None
-    client = authenticate(request, fallback=bearer)
-    if gateway.draining:
-        raise CueError("shutting_down", "the gateway is shutting down", status=503, retry_after=5)
+    try:
+        intake.ensure_open()
+    except CueError:
+        raise CueError(
+            "shutting_down",
+            "the gateway is shutting down",
+            status=503,
+            retry_after=SHUTDOWN_RETRY_AFTER_S,
+        ) from None
     await ws.prepare(request)
     _bound_kernel_buffer(request, settings.ws_outbound_max_bytes)
     session = WsSession(
         ws,
         transport=request.transport,
-        gateway=gateway,
+        intake=intake,
+        rules=app[RULES],
+        caller=caller,
         metrics=metrics,
-        router=request.app[RECEIPTS],
-        auth=request.app.get(AUTH),
-        client=client,
+        router=app[RECEIPTS],
+        tasks=app[TASKS],
         max_in_flight=settings.ws_max_in_flight,
         outbound_max_bytes=settings.ws_outbound_max_bytes,
-        intake=request.app[INTAKE],
     )
     hub.sessions.add(session)
     metrics.ws_connections.inc()

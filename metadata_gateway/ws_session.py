@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from metadata_gateway.auth import Authenticator, TokenSpec
-from metadata_gateway.cues import Cue, resolve_channel
+from metadata_gateway.admission import connection_full
+from metadata_gateway.auth import Caller
+from metadata_gateway.cues import resolve_channel
 from metadata_gateway.errors import CueError
-from metadata_gateway.gateway import Accepted, Gateway
-from metadata_gateway.ingress import accept_document, decode_json, reject
-from metadata_gateway.intake import Intake, LocalIntake
+from metadata_gateway.ingress import accept_document, reject
+from metadata_gateway.intake import Accepted, Cancelled, Intake
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
+from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.validation import CueRules, decode_json
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +36,23 @@ class WsSession:
         ws: web.WebSocketResponse,
         *,
         transport: asyncio.Transport | None,
-        gateway: Gateway,
+        intake: Intake,
+        rules: CueRules,
+        caller: Caller,
         metrics: Metrics,
         router: ReceiptRouter,
-        auth: Authenticator | None,
-        client: TokenSpec | None,
+        tasks: TaskRegistry,
         max_in_flight: int,
         outbound_max_bytes: int,
-        intake: Intake | None = None,
     ) -> None:
         self.ws = ws
-        self._intake = intake if intake is not None else LocalIntake(gateway)
+        self._intake = intake
+        self._rules = rules
         self._transport = transport
-        self._gateway = gateway
+        self._caller = caller
         self._metrics = metrics
         self._router = router
-        self._auth = auth
-        self._client = client
+        self._tasks = tasks
         self._max_in_flight = max_in_flight
         self._outbound_max = outbound_max_bytes
         self.in_flight: set[tuple[str, str]] = set()
@@ -71,7 +73,7 @@ class WsSession:
 
     def start(self) -> None:
         """Start the task that writes queued messages to the socket."""
-        self._writer = asyncio.create_task(self._write(), name="ws-writer")
+        self._writer = self._tasks.spawn(self._write(), name="ws-writer")
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a message; a peer that lets too much pile up is disconnected."""
@@ -88,7 +90,7 @@ class WsSession:
             self._out_bytes = 0
             if self._writer is not None:
                 self._writer.cancel()
-            self._closer = asyncio.create_task(
+            self._closer = self._tasks.spawn(
                 self._close(WSCloseCode.POLICY_VIOLATION, "receipts not read fast enough"),
                 name="ws-close-slow-consumer",
             )
@@ -141,11 +143,9 @@ class WsSession:
 
     async def stop_writer(self) -> None:
         """Cancel the writer (and wait for a slow-consumer close) once the session is over."""
-        tasks = [t for t in (self._writer, self._closer) if t is not None]
-        for task in tasks:
-            if task is self._writer:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel(self._writer)
+        if self._closer is not None:
+            await asyncio.gather(self._closer, return_exceptions=True)
 
     # ---- inbound ------------------------------------------------------------------------
 
@@ -155,18 +155,27 @@ class WsSession:
         parsed = self._parse_frame(text)
         if parsed is None:
             return
-        ref, document = parsed
+        ref, op, document = parsed
         try:
+            if op == "cancel":
+                cancelled = await self._cancel(document)
+                self.send({"op": "ack", "ref": ref, "cues": [cancelled.as_json()]})
+                return
             answers = await accept_document(
-                self._intake, self._metrics, document, authorize=self._authorizer()
+                document,
+                intake=self._intake,
+                rules=self._rules,
+                caller=self._caller,
+                metrics=self._metrics,
             )
-        except CueError as exc:  # already counted by accept_document
+        except CueError as exc:  # cue refusals were counted by accept_document
             self.send({"op": "nack", "ref": ref, "error": exc.body()})
             return
         self._ack(ref, answers)
 
-    def _parse_frame(self, text: str | bytes) -> tuple[Any, Any] | None:
-        """The ref and cue document of a frame; None when the frame was answered already."""
+    def _parse_frame(self, text: str | bytes) -> tuple[Any, str, Any] | None:
+        """The ref, op and cue document (or cancel frame) of a frame; None when the frame was
+        answered already."""
         self._metrics.ws_messages.labels("in").inc()
         ref: Any = None
         try:
@@ -183,15 +192,14 @@ class WsSession:
                     "invalid_request", "ref is nested too deeply", status=400, field="ref"
                 ) from None
             if frame.get("op") == "cancel":
-                self._cancel(ref, frame)
-                return None
+                return ref, "cancel", frame
             document, count = _document(frame)
             self._check_in_flight(count)
         except CueError as exc:
             reject(self._metrics, exc)
             self.send({"op": "nack", "ref": ref, "error": exc.body()})
             return None
-        return ref, document
+        return ref, "cue", document
 
     def _ack(self, ref: Any, answers: Sequence[Accepted]) -> None:
         entries = []
@@ -202,27 +210,13 @@ class WsSession:
             entries.append(answer.as_json())
         self.send({"op": "ack", "ref": ref, "cues": entries})
 
-    def _authorizer(self) -> Callable[[Sequence[Cue]], None] | None:
-        auth, client = self._auth, self._client
-        if auth is None or client is None:
-            return None
-        return lambda cues: auth.authorize(client, cues)
-
-    def _cancel(self, ref: Any, frame: dict[str, Any]) -> None:
+    async def _cancel(self, frame: dict[str, Any]) -> Cancelled:
         channel, cue_id = frame.get("channel"), frame.get("id")
-        try:
-            if not isinstance(cue_id, str) or not cue_id:
-                raise CueError("invalid_request", "cancel needs an id", status=400, field="id")
-            name = channel if isinstance(channel, str) else ""
-            if self._auth is not None and self._client is not None:
-                arn = resolve_channel(name, self._gateway.settings.channels)
-                self._auth.authorize_channel(self._client, arn)
-            arn, state = self._gateway.cancel(name, cue_id)
-        except CueError as exc:
-            self.send({"op": "nack", "ref": ref, "error": exc.body()})
-            return
-        entry = {"id": cue_id, "channel": arn, "status": "cancelled", "state": state.value}
-        self.send({"op": "ack", "ref": ref, "cues": [entry]})
+        if not isinstance(cue_id, str) or not cue_id:
+            raise CueError("invalid_request", "cancel needs an id", status=400, field="id")
+        arn = resolve_channel(channel if isinstance(channel, str) else "", self._rules.aliases)
+        self._caller.authorize_channel(arn)
+        return await self._intake.cancel(arn, cue_id)
 
     def reject_oversized(self, size: int, limit: int) -> None:
         """Nack a frame over the body limit (not parsed, so no ref)."""
@@ -239,14 +233,8 @@ class WsSession:
     def _check_in_flight(self, count: int) -> None:
         excess = len(self.in_flight) + count - self._max_in_flight
         if excess > 0:
-            raise CueError(
-                "queue_full",
-                f"this connection has {len(self.in_flight)} cues in flight, its bound; "
-                "wait for receipts",
-                status=429,
-                retry_after=self._gateway.in_flight_wait(self.in_flight, excess),
-                scope="connection",
-            )
+            wait = self._intake.room_wait(self.in_flight, excess)
+            raise connection_full(len(self.in_flight), wait)
 
     def forget(self) -> None:
         """Drop every subscription of this connection."""

@@ -14,8 +14,9 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from metadata_gateway.app import create_app
-from metadata_gateway.appkeys import GATEWAY, METRICS
+from metadata_gateway.appkeys import ENGINE, GATEWAY, METRICS
 from metadata_gateway.config import Settings
+from metadata_gateway.engine import Engine
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.local_ivs import LocalIvs
 from metadata_gateway.local_ivs.events import max_in_window
@@ -35,6 +36,10 @@ class RunningGateway:
     @property
     def gateway(self) -> Gateway:
         return self.app[GATEWAY]
+
+    @property
+    def engine(self) -> Engine:
+        return self.app[ENGINE]
 
     async def post(self, body: Any) -> tuple[int, Any, CIMultiDictProxy[str]]:
         async with self.http.post(f"{self.url}/v1/cues", json=body) as response:

@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway_harness import new_channel, running_gateway
 
 from metadata_gateway.app import create_app
-from metadata_gateway.appkeys import GATEWAY, METRICS
+from metadata_gateway.appkeys import GATEWAY, METRICS, SHUTDOWN
 from metadata_gateway.client import (
     Backoff,
     Cancelled,
@@ -33,6 +33,7 @@ from metadata_gateway.client import (
 from metadata_gateway.config import Settings
 from metadata_gateway.local_ivs import LocalIvs
 from metadata_gateway.sender import IvsSender
+from metadata_gateway.shutdown import Phase
 
 BIG = "z" * 900  # a cue this size fills a PutMetadata call alone: a channel sends 5 cues/s
 
@@ -87,7 +88,7 @@ class PortGateway:
         if self.stopped:
             return
         self.stopped = True
-        await self.app[GATEWAY].drain(drain)  # as serve() does on SIGTERM
+        await self.app[SHUTDOWN].run(through=Phase.DRAIN, drain_s=drain)  # as serve() does
         await self.runner.cleanup()
         await self.sender.close()
 

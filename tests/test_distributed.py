@@ -520,8 +520,10 @@ async def test_a_partition_given_up_under_steady_writes_strands_nothing(redis_ur
     redis = Redis.from_url(redis_url, socket_timeout=3.0)
     store = CueStore(redis, partitions=1)
     await store.create_groups()
-    gateway = Gateway(Settings(insecure_no_auth=True), sink=_NoIvs())
-    consumer = PartitionConsumer(redis, store, gateway, replica="me")
+    from metadata_gateway.tasks import TaskRegistry
+
+    gateway = Gateway(Settings(insecure_no_auth=True))
+    consumer = PartitionConsumer(redis, store, gateway, replica="me", tasks=TaskRegistry())
     arn = "arn:aws:ivs:us-west-2:123456789012:channel/steady"
     numbers = itertools.count()
     accepted: set[str] = set()

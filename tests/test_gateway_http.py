@@ -231,7 +231,7 @@ async def test_drain_sends_what_is_queued_and_refuses_new_cues(local_ivs: LocalI
     async with running_gateway(local_ivs) as gw:
         cues = [{"channel": arn, "type": "custom", "data": {"s": "d" * 900}} for _ in range(8)]
         await gw.post({"cues": cues})
-        draining = asyncio.create_task(gw.gateway.drain(10.0))
+        draining = asyncio.create_task(gw.engine.drain(10.0))
         await asyncio.sleep(0.05)
         assert (await gw.get("/readyz"))[0] == 503
         status, body, headers = await gw.post(cues[0])

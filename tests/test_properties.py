@@ -22,16 +22,19 @@ from hypothesis.stateful import (
     rule,
 )
 
+from metadata_gateway.auth import ANYONE
 from metadata_gateway.channel_queue import Batch, ChannelQueue
 from metadata_gateway.config import Settings
 from metadata_gateway.cues import CUE_FIELDS, CUE_TYPES, Cue, Priority, parse_cue
 from metadata_gateway.envelope import MAX_METADATA_BYTES, encode_payload
 from metadata_gateway.errors import CueError
 from metadata_gateway.gateway import Gateway
-from metadata_gateway.ingress import accept_document, decode_json
-from metadata_gateway.intake import LocalIntake
+from metadata_gateway.ingress import accept_document
+from metadata_gateway.local_intake import LocalIntake
 from metadata_gateway.metrics import Metrics
 from metadata_gateway.receipts import ReceiptRouter
+from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.validation import CueRules, decode_json
 from metadata_gateway.ws_session import WsSession
 
 T = TypeVar("T")
@@ -323,12 +326,7 @@ def test_decode_json_raises_invalid_json_for_anything_that_is_not_json(body: byt
 @pytest.fixture
 def gateway() -> Gateway:
     """A gateway that is never started: submissions are queued and never sent."""
-    return Gateway(Settings(channels=ALIASES), sink=_NoSink(), clock=lambda: NOW)
-
-
-class _NoSink:
-    async def put_metadata(self, *, region: str, channel_arn: str, metadata: str) -> None:
-        raise AssertionError("a gateway that is never started sends nothing")
+    return Gateway(Settings(channels=ALIASES), clock=lambda: NOW)
 
 
 FIXTURE_PER_TEST = [HealthCheck.function_scoped_fixture]  # one gateway for all the examples
@@ -340,7 +338,15 @@ def test_submitting_any_body_queues_cues_or_raises_cue_error(gateway: Gateway, b
     """From body bytes to queued cues: an answer per cue, or one typed `CueError`."""
     metrics = Metrics(gateway)
     answers = attempt(
-        lambda: asyncio.run(accept_document(LocalIntake(gateway), metrics, decode_json(body)))
+        lambda: asyncio.run(
+            accept_document(
+                decode_json(body),
+                intake=LocalIntake(gateway),
+                rules=CueRules(aliases=ALIASES),
+                caller=ANYONE,
+                metrics=metrics,
+            )
+        )
     )
     if isinstance(answers, CueError):
         assert 400 <= answers.status < 500
@@ -373,11 +379,12 @@ def test_every_websocket_frame_gets_exactly_one_answer(gateway: Gateway, frame: 
     session = WsSession(
         _Ws(),  # type: ignore[arg-type]
         transport=None,
-        gateway=gateway,
+        intake=LocalIntake(gateway),
+        rules=CueRules(aliases=ALIASES),
+        caller=ANYONE,
         metrics=Metrics(gateway),
         router=ReceiptRouter(),
-        auth=None,
-        client=None,
+        tasks=TaskRegistry(),
         max_in_flight=1000,
         outbound_max_bytes=1 << 20,
     )

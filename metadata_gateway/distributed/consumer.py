@@ -32,6 +32,7 @@ from metadata_gateway.distributed.store import CueStore, Entry, Settlement, deco
 from metadata_gateway.events import DropReason
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.ivs import Outcome
+from metadata_gateway.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,11 @@ class PartitionConsumer:
         gateway: Gateway,
         *,
         replica: str,
+        tasks: TaskRegistry,
         may_read: Callable[[int], bool] = _always,
     ) -> None:
         self._redis = redis
+        self._tasks = tasks
         self._store = store
         self._gateway = gateway
         self._replica = replica
@@ -102,13 +105,13 @@ class PartitionConsumer:
 
     def start(self) -> None:
         """Start the task that writes settlements and receipts to Redis."""
-        self._flusher = asyncio.create_task(self._flush_loop(), name="mg-settle")
+        self._flusher = self._tasks.spawn(self._flush_loop(), name="mg-settle")
 
     def take(self, partition: int) -> None:
         """Start reading a partition this replica now owns."""
         if partition not in self._readers:
             reader = _Reader(partition)
-            reader.task = asyncio.create_task(self._read(reader), name=f"mg-read-p{partition}")
+            reader.task = self._tasks.spawn(self._read(reader), name=f"mg-read-p{partition}")
             self._readers[partition] = reader
 
     async def give_up(self, partition: int) -> list[Pending]:

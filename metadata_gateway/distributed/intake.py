@@ -1,17 +1,19 @@
-"""The durable accept: a replica answers 202 only once Redis holds the cues."""
+"""The durable accept: a replica answers 202 only once Redis holds the cues. Cancel, room and
+channel views go to the local queues of the channels this replica owns (see docs/scaling.md)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from redis.exceptions import RedisError
 
-from metadata_gateway.backpressure import drain_wait
+from metadata_gateway.admission import channel_full, drain_wait, process_full
 from metadata_gateway.cues import Cue
 from metadata_gateway.distributed.store import CueStore, Full
 from metadata_gateway.errors import CueError
-from metadata_gateway.gateway import Accepted, Gateway
+from metadata_gateway.intake import Accepted, Cancelled, ChannelView
+from metadata_gateway.local_intake import LocalIntake
 
 REDIS_RETRY_AFTER_S = 2.0  # long enough for a Sentinel failover to be noticed
 
@@ -20,12 +22,13 @@ class RedisIntake:
     """An `Intake` that keeps cues in their partitions' Redis streams."""
 
     def __init__(
-        self, gateway: Gateway, store: CueStore, *, unavailable: Callable[[], str | None]
+        self, local: LocalIntake, store: CueStore, *, unavailable: Callable[[], str | None]
     ) -> None:
-        self._gateway = gateway
+        self._local = local
         self._store = store
         self._unavailable = unavailable
-        settings = gateway.settings
+        settings = local.gateway.settings
+        self._settings = settings
         self._channel_max = (settings.channel_max_cues, settings.channel_max_bytes)
         # The process bound becomes a bound for the deployment, split across partitions.
         self._partition_max = (
@@ -36,19 +39,20 @@ class RedisIntake:
     def __repr__(self) -> str:
         return f"<RedisIntake {self._store!r}>"
 
+    def ensure_open(self) -> None:
+        """Refuse while this replica drains."""
+        self._local.ensure_open()
+
     def unavailable(self) -> str | None:
         """Why no cue can be kept now, or None."""
         return self._unavailable()
 
-    async def submit(
-        self,
-        objs: Sequence[object],
-        *,
-        batch: bool = False,
-        authorize: Callable[[Sequence[Cue]], None] | None = None,
-    ) -> list[Accepted]:
-        """Validate and authorize here, then keep all cues in Redis atomically, or none."""
-        cues = self._gateway.prepare(objs, batch=batch, authorize=authorize)
+    def health(self) -> dict[str, object]:
+        """The local health (ready, degraded, draining)."""
+        return self._local.health()
+
+    async def keep(self, cues: Sequence[Cue]) -> list[Accepted]:
+        """Keep all cues in Redis atomically, or none."""
         reason = self._unavailable()
         if reason is not None:
             raise _redis_down(reason)
@@ -69,8 +73,24 @@ class RedisIntake:
                 accepted.append(Accepted(cue.id, cue.channel, "duplicate", cue.type, delivered))
         return accepted
 
+    async def cancel(self, channel: str, cue_id: str) -> Cancelled:
+        """Cancel a cue this replica holds (only the owner of its channel does, for now)."""
+        return await self._local.cancel(channel, cue_id)
+
+    def room_wait(self, keys: Iterable[tuple[str, str]], excess: int) -> float:
+        """Seconds until `excess` of these cues have left the queues of this replica."""
+        return self._local.room_wait(keys, excess)
+
+    async def channel(self, channel: str) -> ChannelView:
+        """One channel as this replica sees it."""
+        return await self._local.channel(channel)
+
+    async def channels(self, start: int, limit: int) -> tuple[list[ChannelView], int | None]:
+        """A page of the channels this replica has met."""
+        return await self._local.channels(start, limit)
+
     def _full(self, full: Full, cues: Sequence[Cue]) -> CueError:
-        settings = self._gateway.settings
+        settings = self._settings
         average = full.bytes / full.cues if full.cues else 100.0
         if full.scope == "channel":
             size = sum(len(c.item) for c in cues if c.channel == full.channel)
@@ -81,28 +101,14 @@ class RedisIntake:
                 calls_per_s=settings.channel_rate,
                 average_item_bytes=average,
             )
-            return CueError(
-                "queue_full",
-                f"channel {full.channel} has {full.cues} cues waiting, its bound; "
-                "slow down and retry after the time given",
-                status=429,
-                retry_after=wait,
-                scope="channel",
-                channel=full.channel,
-            )
+            return channel_full(full.channel, full.cues, wait)
         wait = drain_wait(
             excess_cues=len(cues),
             excess_bytes=sum(len(c.item) for c in cues),
             calls_per_s=settings.account_rate,
             average_item_bytes=average,
         )
-        return CueError(
-            "queue_full",
-            "the gateway holds as many cues as it may; slow down",
-            status=429,
-            retry_after=wait,
-            scope="process",
-        )
+        return process_full("the gateway holds as many cues as it may; slow down", wait)
 
 
 def _redis_down(reason: str) -> CueError:

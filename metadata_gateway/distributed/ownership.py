@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from metadata_gateway.distributed.consumer import PartitionConsumer
 from metadata_gateway.distributed.keys import REPLICAS, PartitionKeys, busy_key
 from metadata_gateway.gateway import Gateway
+from metadata_gateway.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,10 @@ class Ownership:
         replica: str,
         partitions: int,
         clock: Callable[[], float],
+        tasks: TaskRegistry,
     ) -> None:
         self._redis = redis
+        self._tasks = tasks
         self._consumer = consumer
         self._gateway = gateway
         self.replica = replica
@@ -133,7 +136,7 @@ class Ownership:
 
     def start(self) -> None:
         """Start the heartbeat loop."""
-        self._task = asyncio.create_task(self._run(), name="mg-ownership")
+        self._task = self._tasks.spawn(self._run(), name="mg-ownership")
 
     def healthy(self) -> bool:
         """Whether Redis confirmed our heartbeat recently."""
@@ -221,7 +224,7 @@ class Ownership:
             return
         if release:
             self._releasing.add(partition)
-        task = asyncio.create_task(
+        task = self._tasks.spawn(
             self._give_up(partition, release=release), name=f"mg-handover-p{partition}"
         )
         self._handovers[partition] = task

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from metadata_gateway.distributed.keys import RECEIPTS
 from metadata_gateway.receipts import ReceiptRouter
+from metadata_gateway.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,11 @@ MAX_RETRYING_IDS = 50_000  # bound on ids waiting to be offered again
 class ReceiptRelay:
     """Subscribes to the receipts channel and routes other replicas' receipts locally."""
 
-    def __init__(self, redis: Redis, router: ReceiptRouter, *, replica: str) -> None:
+    def __init__(
+        self, redis: Redis, router: ReceiptRouter, *, replica: str, tasks: TaskRegistry
+    ) -> None:
         self._redis = redis
+        self._tasks = tasks
         self._router = router
         self._replica = replica
         self._task: asyncio.Task[None] | None = None
@@ -41,7 +45,7 @@ class ReceiptRelay:
 
     def start(self) -> None:
         """Start listening."""
-        self._task = asyncio.create_task(self._run(), name="mg-receipts")
+        self._task = self._tasks.spawn(self._run(), name="mg-receipts")
 
     async def close(self) -> None:
         """Stop listening."""

@@ -20,7 +20,9 @@ from metadata_gateway.distributed.ownership import Ownership
 from metadata_gateway.distributed.receipts import ReceiptRelay
 from metadata_gateway.distributed.store import CueStore
 from metadata_gateway.gateway import Gateway
+from metadata_gateway.local_intake import LocalIntake
 from metadata_gateway.receipts import ReceiptRouter
+from metadata_gateway.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class DistributedRuntime:
         self.ownership: Ownership | None = None
         self.relay: ReceiptRelay | None = None
         self._groups_ready = False
+        self._groups_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<DistributedRuntime {self.replica} {self.ownership!r} {self.gate!r}>"
@@ -83,27 +86,37 @@ class DistributedRuntime:
             return f"Redis unreachable: {ownership.error or 'no answer'}"
         return None
 
-    async def start(self, gateway: Gateway, router: ReceiptRouter) -> None:
-        """Attach to the local gateway and start consuming, heartbeating and relaying."""
-        self.consumer = PartitionConsumer(self.redis, self.store, gateway, replica=self.replica)
+    async def start(
+        self,
+        gateway: Gateway,
+        router: ReceiptRouter,
+        *,
+        tasks: TaskRegistry,
+        clock: Callable[[], float],
+    ) -> None:
+        """Attach to the local gateway and start consuming, heartbeating and relaying, each
+        task owned by `tasks`; `clock` is the process's one clock."""
+        self.consumer = PartitionConsumer(
+            self.redis, self.store, gateway, replica=self.replica, tasks=tasks
+        )
         gateway.listeners.append(self.consumer)
         # Receipts come back through Redis, the owner's own too, so that each can wait for its
         # ack however the accept and the send raced (see receipts.py).
         if router in gateway.listeners:
             gateway.listeners.remove(router)
         self.gate.owns = self.consumer.owns
-        loop = asyncio.get_running_loop()
         self.ownership = Ownership(
             self.redis,
             self.consumer,
             gateway,
             replica=self.replica,
             partitions=self.store.partitions,
-            clock=loop.time,
+            clock=clock,
+            tasks=tasks,
         )
         self.consumer.may_read = self.ownership.may_read
-        self.intake = RedisIntake(gateway, self.store, unavailable=self.unavailable)
-        self.relay = ReceiptRelay(self._pubsub_redis, router, replica=self.replica)
+        self.intake = RedisIntake(LocalIntake(gateway), self.store, unavailable=self.unavailable)
+        self.relay = ReceiptRelay(self._pubsub_redis, router, replica=self.replica, tasks=tasks)
         try:
             await self.store.create_groups()
             self._groups_ready = True
@@ -115,7 +128,7 @@ class DistributedRuntime:
         self._groups_task = (
             None
             if self._groups_ready
-            else asyncio.create_task(self._create_groups_later(), name="mg-create-groups")
+            else tasks.spawn(self._create_groups_later(), name="mg-create-groups")
         )
         log.info(
             "distributed mode",
@@ -131,8 +144,8 @@ class DistributedRuntime:
             except (RedisError, OSError) as exc:
                 log.warning("Redis still not reachable", extra={"error": str(exc)})
 
-    async def close(self) -> None:
-        """Hand the partitions back (queued cues stay in Redis), settle, disconnect."""
+    async def hand_back(self) -> None:
+        """Stop reading and hand the partitions back (queued cues stay in Redis), settled."""
         if self._groups_task is not None:
             self._groups_task.cancel()
             await asyncio.gather(self._groups_task, return_exceptions=True)
@@ -140,6 +153,9 @@ class DistributedRuntime:
             await self.ownership.close()
         if self.consumer is not None:
             await self.consumer.close()
+
+    async def close(self) -> None:
+        """Stop relaying receipts and disconnect from Redis (after `hand_back`)."""
         if self.relay is not None:
             await self.relay.close()
         await self.redis.aclose()
