@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metadata_gateway.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES
+from metadata_gateway.core.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES
 
 # `{"i":"","t":"custom","d":{"n":}}`: an item's bytes besides its id and serial number.
 _ITEM_FRAME = 32

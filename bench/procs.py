@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from metadata_gateway.auth import hash_token, new_token
+from metadata_gateway.ingress.auth import hash_token, new_token
 
 BENCH_TOKEN_RATE = 10_000_000  # cues/s
 ROOT = Path(__file__).resolve().parent.parent

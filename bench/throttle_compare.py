@@ -27,11 +27,11 @@ from asyncio_throttle.throttler import Throttler
 
 from bench.analysis import max_in_window, ms, percentile
 from metadata_gateway.config import Settings
-from metadata_gateway.engine import Engine
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.local_intake import LocalIntake
-from metadata_gateway.tasks import TaskRegistry
-from metadata_gateway.validation import CueRules, parse_cues
+from metadata_gateway.core.gateway import Gateway
+from metadata_gateway.core.validation import CueRules, parse_cues
+from metadata_gateway.intake.local import LocalIntake
+from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.sending.engine import Engine
 
 CHANNEL_RATE = 5  # IVS PutMetadata calls/s per channel
 ACCOUNT_RATE = 155  # and per account

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 
 import metadata_gateway.local_ivs.cli as local_ivs_cli
-from metadata_gateway.auth import hash_token, new_token
 from metadata_gateway.config import ConfigError, load_settings
+from metadata_gateway.ingress.auth import hash_token, new_token
 from metadata_gateway.log import setup_logging
 
 
@@ -54,7 +54,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from metadata_gateway.server import run
+    from metadata_gateway.running.server import run
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
     try:

@@ -12,11 +12,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from metadata_gateway.arn import parse_channel_arn
-from metadata_gateway.auth import TokenSpec
-from metadata_gateway.channel_queue import Encoding
-from metadata_gateway.cues import DEFAULT_MAX_CUE_BYTES, MAX_CUE_BYTES, resolve_channel
-from metadata_gateway.errors import CueError
+from metadata_gateway.core.arn import parse_channel_arn
+from metadata_gateway.core.channel_queue import Encoding
+from metadata_gateway.core.cues import DEFAULT_MAX_CUE_BYTES, MAX_CUE_BYTES, resolve_channel
+from metadata_gateway.core.errors import CueError
+from metadata_gateway.ingress.auth import TokenSpec
 
 IVS_CHANNEL_RATE = 5  # PutMetadata calls/s per channel, an IVS quota that cannot be raised
 IVS_ACCOUNT_RATE = 155  # PutMetadata calls/s per account and region, likewise fixed

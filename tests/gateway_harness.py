@@ -13,14 +13,14 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from metadata_gateway.app import create_app
-from metadata_gateway.appkeys import ENGINE, GATEWAY, METRICS
 from metadata_gateway.config import Settings
-from metadata_gateway.engine import Engine
-from metadata_gateway.gateway import Gateway
+from metadata_gateway.core.gateway import Gateway
 from metadata_gateway.local_ivs import LocalIvs
 from metadata_gateway.local_ivs.events import max_in_window
-from metadata_gateway.sender import IvsSender
+from metadata_gateway.running.app import create_app
+from metadata_gateway.running.appkeys import ENGINE, GATEWAY, METRICS
+from metadata_gateway.sending.engine import Engine
+from metadata_gateway.sending.sender import IvsSender
 
 
 @dataclass

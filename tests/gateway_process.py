@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from metadata_gateway.auth import hash_token
+from metadata_gateway.ingress.auth import hash_token
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0

@@ -8,13 +8,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from metadata_gateway.arn import parse_channel_arn
-from metadata_gateway.channel import Channel
-from metadata_gateway.channel_queue import Batch, Pending
-from metadata_gateway.cues import Cue, parse_cue
-from metadata_gateway.events import DropReason
-from metadata_gateway.ivs import Outcome
-from metadata_gateway.scheduler import BudgetScheduler, Dispatch
+from metadata_gateway.core.arn import parse_channel_arn
+from metadata_gateway.core.channel import Channel
+from metadata_gateway.core.channel_queue import Batch, Pending
+from metadata_gateway.core.cues import Cue, parse_cue
+from metadata_gateway.core.events import DropReason
+from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.scheduler import BudgetScheduler, Dispatch
 
 _ids = itertools.count()
 

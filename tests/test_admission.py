@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metadata_gateway.admission import (
+from metadata_gateway.core.admission import (
     BURST_SLACK_S,
     DRAIN_SAFETY,
     MIN_RETRY_AFTER_S,
@@ -82,9 +82,12 @@ def test_an_offline_channel_waits_for_expiry_or_its_next_probe() -> None:
     )
     assert wait == 8.0
     soon = _load(live=False, expiries=(NOW + 1,), backoff_until=NOW + 2)
-    assert channel_wait(
-        soon, excess_cues=1, excess_bytes=0, channel_rate=5, offline_probe=3.0, now=NOW
-    ) == 2.0
+    assert (
+        channel_wait(
+            soon, excess_cues=1, excess_bytes=0, channel_rate=5, offline_probe=3.0, now=NOW
+        )
+        == 2.0
+    )
 
 
 def test_a_shared_channel_waits_for_its_share_plus_its_back_off() -> None:

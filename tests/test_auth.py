@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from gateway_harness import new_channel, running_gateway
 
-from metadata_gateway.auth import WS_BEARER_PREFIX, WS_PROTOCOL, TokenSpec, hash_token
+from metadata_gateway.ingress.auth import WS_BEARER_PREFIX, WS_PROTOCOL, TokenSpec, hash_token
 from metadata_gateway.local_ivs import LocalIvs
 
 QUIZ_TOKEN = "mgw_quiz-secret"

@@ -6,9 +6,9 @@ import itertools
 
 import orjson
 
-from metadata_gateway.channel_queue import ChannelQueue
-from metadata_gateway.cues import Cue, Priority, parse_cue
-from metadata_gateway.envelope import MAX_METADATA_BYTES
+from metadata_gateway.core.channel_queue import ChannelQueue
+from metadata_gateway.core.cues import Cue, Priority, parse_cue
+from metadata_gateway.core.envelope import MAX_METADATA_BYTES
 
 ARN = "arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234"
 _ids = itertools.count()

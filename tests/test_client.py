@@ -18,8 +18,6 @@ import pytest
 from aiohttp import web
 from gateway_harness import new_channel, running_gateway
 
-from metadata_gateway.app import create_app
-from metadata_gateway.appkeys import GATEWAY, METRICS, SHUTDOWN
 from metadata_gateway.client import (
     Backoff,
     Cancelled,
@@ -32,8 +30,10 @@ from metadata_gateway.client import (
 )
 from metadata_gateway.config import Settings
 from metadata_gateway.local_ivs import LocalIvs
-from metadata_gateway.sender import IvsSender
-from metadata_gateway.shutdown import Phase
+from metadata_gateway.running.app import create_app
+from metadata_gateway.running.appkeys import GATEWAY, METRICS, SHUTDOWN
+from metadata_gateway.running.shutdown import Phase
+from metadata_gateway.sending.sender import IvsSender
 
 BIG = "z" * 900  # a cue this size fills a PutMetadata call alone: a channel sends 5 cues/s
 

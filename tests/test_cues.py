@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from metadata_gateway.cues import DEFAULT_MAX_CUE_BYTES, Priority, parse_cue
-from metadata_gateway.envelope import MAX_METADATA_BYTES, encode_payload
-from metadata_gateway.errors import CueError
+from metadata_gateway.core.cues import DEFAULT_MAX_CUE_BYTES, Priority, parse_cue
+from metadata_gateway.core.envelope import MAX_METADATA_BYTES, encode_payload
+from metadata_gateway.core.errors import CueError
 
 ARN = "arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234"
 ALIASES = {"demo": ARN}

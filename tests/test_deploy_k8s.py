@@ -13,9 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from metadata_gateway.auth import hash_token, new_token
 from metadata_gateway.config import Settings, load_settings
-from metadata_gateway.http_api import routes
+from metadata_gateway.ingress.auth import hash_token, new_token
+from metadata_gateway.ingress.http_api import routes
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy" / "k8s" / "base"

@@ -30,11 +30,11 @@ from distributed_harness import (
 )
 from gateway_harness import new_channel, running_gateway
 
-from metadata_gateway.app import create_app
-from metadata_gateway.appkeys import GATEWAY
 from metadata_gateway.config import Settings
 from metadata_gateway.distributed.ownership import assignment, fair_limit, preferred_owner
 from metadata_gateway.local_ivs import LocalIvs
+from metadata_gateway.running.app import create_app
+from metadata_gateway.running.appkeys import GATEWAY
 
 needs_redis = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed"
@@ -400,7 +400,7 @@ async def test_sentinel_url_finds_the_primary(local_ivs: LocalIvs) -> None:
 
 
 def _ready(app: web.Application) -> bool:
-    from metadata_gateway.http_api import intake_of
+    from metadata_gateway.ingress.http_api import intake_of
 
     return intake_of(app).unavailable() is None
 
@@ -512,15 +512,15 @@ async def test_a_partition_given_up_under_steady_writes_strands_nothing(redis_ur
 
     from redis.asyncio import Redis
 
-    from metadata_gateway.cues import parse_cue
+    from metadata_gateway.core.cues import parse_cue
+    from metadata_gateway.core.gateway import Gateway
     from metadata_gateway.distributed.consumer import STOP_WAIT_S, PartitionConsumer
     from metadata_gateway.distributed.store import CueStore
-    from metadata_gateway.gateway import Gateway
 
     redis = Redis.from_url(redis_url, socket_timeout=3.0)
     store = CueStore(redis, partitions=1)
     await store.create_groups()
-    from metadata_gateway.tasks import TaskRegistry
+    from metadata_gateway.running.tasks import TaskRegistry
 
     gateway = Gateway(Settings(insecure_no_auth=True))
     consumer = PartitionConsumer(redis, store, gateway, replica="me", tasks=TaskRegistry())

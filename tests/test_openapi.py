@@ -13,9 +13,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from metadata_gateway.app import create_app
 from metadata_gateway.config import Settings
 from metadata_gateway.local_ivs import LocalIvs
+from metadata_gateway.running.app import create_app
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}

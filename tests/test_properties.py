@@ -22,20 +22,20 @@ from hypothesis.stateful import (
     rule,
 )
 
-from metadata_gateway.auth import ANYONE
-from metadata_gateway.channel_queue import Batch, ChannelQueue
 from metadata_gateway.config import Settings
-from metadata_gateway.cues import CUE_FIELDS, CUE_TYPES, Cue, Priority, parse_cue
-from metadata_gateway.envelope import MAX_METADATA_BYTES, encode_payload
-from metadata_gateway.errors import CueError
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.ingress import accept_document
-from metadata_gateway.local_intake import LocalIntake
-from metadata_gateway.metrics import Metrics
-from metadata_gateway.receipts import ReceiptRouter
-from metadata_gateway.tasks import TaskRegistry
-from metadata_gateway.validation import CueRules, decode_json
-from metadata_gateway.ws_session import WsSession
+from metadata_gateway.core.channel_queue import Batch, ChannelQueue
+from metadata_gateway.core.cues import CUE_FIELDS, CUE_TYPES, Cue, Priority, parse_cue
+from metadata_gateway.core.envelope import MAX_METADATA_BYTES, encode_payload
+from metadata_gateway.core.errors import CueError
+from metadata_gateway.core.gateway import Gateway
+from metadata_gateway.core.validation import CueRules, decode_json
+from metadata_gateway.ingress.auth import ANYONE
+from metadata_gateway.ingress.documents import accept_document
+from metadata_gateway.ingress.ws_session import WsSession
+from metadata_gateway.intake.local import LocalIntake
+from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.telling.metrics import Metrics
+from metadata_gateway.telling.receipts import ReceiptRouter
 
 T = TypeVar("T")
 ARN = "arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234"

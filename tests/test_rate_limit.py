@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metadata_gateway.rate_limit import SlidingWindowLimiter
+from metadata_gateway.core.rate_limit import SlidingWindowLimiter
 
 
 def test_allows_limit_calls_at_once_then_waits_for_the_window() -> None:

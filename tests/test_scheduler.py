@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 from scheduler_harness import Record, cue, make_channel, max_in_any_window, simulate
 
-from metadata_gateway.events import DropReason
-from metadata_gateway.ivs import Outcome
-from metadata_gateway.scheduler import BudgetScheduler
+from metadata_gateway.core.events import DropReason
+from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.scheduler import BudgetScheduler
 
 
 def test_burst_on_one_channel_arrives_complete_in_order_within_5_per_second() -> None:

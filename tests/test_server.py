@@ -76,7 +76,7 @@ async def test_bad_settings_stop_the_process_with_a_clear_message() -> None:
 
 async def test_no_secret_ever_reaches_the_logs(tmp_path: Path) -> None:
     """Tokens (good and bad) and AWS secrets used in a run appear in no log line."""
-    from metadata_gateway.auth import hash_token
+    from metadata_gateway.ingress.auth import hash_token
 
     token, wrong, aws_secret = "mgw_RightToken123", "mgw_WrongToken456", "AwsSecret/789+xyz"
     tokens = tmp_path / "tokens.toml"

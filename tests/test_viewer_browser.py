@@ -13,8 +13,8 @@ import orjson
 from browser.harness import demo_gateway, require_browser, run_script
 
 from bench.corpus import large_text
-from metadata_gateway.appkeys import METRICS
-from metadata_gateway.auth import TokenSpec, hash_token
+from metadata_gateway.ingress.auth import TokenSpec, hash_token
+from metadata_gateway.running.appkeys import METRICS
 
 # Set to keep the viewer's screenshot (the README's docs/viewer.png is taken this way).
 SCREENSHOT_ENV = "MG_VIEWER_SCREENSHOT"

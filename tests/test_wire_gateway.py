@@ -14,7 +14,7 @@ from gateway_harness import max_calls_in_window, new_channel, running_gateway
 
 from bench.corpus import corpus_cues, large_text
 from metadata_gateway.client import CueDecoder, DecodedCue
-from metadata_gateway.envelope import encode_payload
+from metadata_gateway.core.envelope import encode_payload
 from metadata_gateway.local_ivs import LocalIvs
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from bench.cues import cue, cues_per_call
 from bench.delivery import tightest_span_ms
 from bench.procs import LOCAL_AWS_ENV, Child
 from bench.scenarios.saturated import CHANNEL_RATE
-from metadata_gateway.envelope import encode_item, encode_payload
+from metadata_gateway.core.envelope import encode_item, encode_payload
 
 TICK_S = 0.02
 

@@ -18,7 +18,7 @@ from bench.delivery import accounting, calls_in_window, latencies, tightest_span
 from bench.load import OfferLog, offer_paced
 from bench.observe import Event
 from bench.procs import Child
-from metadata_gateway.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES
+from metadata_gateway.core.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES
 
 CHANNEL_RATE = 5  # IVS PutMetadata calls/s per channel
 DRAIN_GRACE_S = 10.0

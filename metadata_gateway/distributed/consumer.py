@@ -26,13 +26,13 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from metadata_gateway.channel_queue import Batch, Pending
+from metadata_gateway.core.channel_queue import Batch, Pending
+from metadata_gateway.core.events import DropReason
+from metadata_gateway.core.gateway import Gateway
+from metadata_gateway.core.ivs import Outcome
 from metadata_gateway.distributed.keys import GROUP, RECEIPTS, PartitionKeys, partition_of
 from metadata_gateway.distributed.store import CueStore, Entry, Settlement, decode_entry
-from metadata_gateway.events import DropReason
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.ivs import Outcome
-from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.running.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from redis.exceptions import RedisError
 
-from metadata_gateway.admission import channel_full, drain_wait, process_full
-from metadata_gateway.cues import Cue
+from metadata_gateway.core.admission import channel_full, drain_wait, process_full
+from metadata_gateway.core.cues import Cue
+from metadata_gateway.core.errors import CueError
 from metadata_gateway.distributed.store import CueStore, Full
-from metadata_gateway.errors import CueError
-from metadata_gateway.intake import Accepted, Cancelled, ChannelView
-from metadata_gateway.local_intake import LocalIntake
+from metadata_gateway.intake.local import LocalIntake
+from metadata_gateway.intake.seam import Accepted, Cancelled, ChannelView
 
 REDIS_RETRY_AFTER_S = 2.0  # long enough for a Sentinel failover to be noticed
 

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from metadata_gateway.core.gateway import Gateway
 from metadata_gateway.distributed.consumer import PartitionConsumer
 from metadata_gateway.distributed.keys import REPLICAS, PartitionKeys, busy_key
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.running.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 

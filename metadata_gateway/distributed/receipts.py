@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from metadata_gateway.distributed.keys import RECEIPTS
-from metadata_gateway.receipts import ReceiptRouter
-from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.telling.receipts import ReceiptRouter
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from metadata_gateway.config import Settings
-from metadata_gateway.cues import id_factory
+from metadata_gateway.core.cues import id_factory
+from metadata_gateway.core.gateway import Gateway
 from metadata_gateway.distributed.budget import RedisCallGate
 from metadata_gateway.distributed.connect import connect
 from metadata_gateway.distributed.consumer import PartitionConsumer
@@ -19,10 +20,9 @@ from metadata_gateway.distributed.intake import RedisIntake
 from metadata_gateway.distributed.ownership import Ownership
 from metadata_gateway.distributed.receipts import ReceiptRelay
 from metadata_gateway.distributed.store import CueStore
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.local_intake import LocalIntake
-from metadata_gateway.receipts import ReceiptRouter
-from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.intake.local import LocalIntake
+from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.telling.receipts import ReceiptRouter
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from metadata_gateway.cues import Cue, Priority
+from metadata_gateway.core.cues import Cue, Priority
 from metadata_gateway.distributed.keys import GROUP, PartitionKeys, partition_of
 
 _Arg = bytes | str | int | float

@@ -6,7 +6,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from metadata_gateway.arn import parse_channel_arn
+from metadata_gateway.core.arn import parse_channel_arn
 from metadata_gateway.local_ivs.errors import MODELED_ERRORS
 
 # Enough to simulate a slow IVS without letting a typo park a request for an hour.

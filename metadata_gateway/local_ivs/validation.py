@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
 
-from metadata_gateway.arn import CHANNEL_ARN_PATTERN, MAX_ARN_LENGTH
+from metadata_gateway.core.arn import CHANNEL_ARN_PATTERN, MAX_ARN_LENGTH
 from metadata_gateway.local_ivs.errors import IvsError, validation
 
 # Lengths and list sizes from the model's shapes (ChannelName, Tags, TagKey, ...).

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from metadata_gateway.appkeys import GATEWAY
+from metadata_gateway.running.appkeys import GATEWAY
 from metadata_gateway.web.accept_times import AcceptTimes
 
 STATIC_DIR = Path(str(resources.files("metadata_gateway.web") / "static"))

@@ -20,11 +20,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from metadata_gateway.app import create_app
-from metadata_gateway.auth import TokenSpec
 from metadata_gateway.config import Settings
+from metadata_gateway.ingress.auth import TokenSpec
 from metadata_gateway.local_ivs import LocalIvs, LocalIvsSettings
-from metadata_gateway.sender import IvsSender
+from metadata_gateway.running.app import create_app
+from metadata_gateway.sending.sender import IvsSender
 from metadata_gateway.web import add_demo_routes
 from metadata_gateway.web.routes import BUILD_DIR
 

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from bench.corpus import large_text
-from metadata_gateway.envelope import encode_item, encode_payload
-from metadata_gateway.wire import (
+from metadata_gateway.core.envelope import encode_item, encode_payload
+from metadata_gateway.core.wire import (
     DICTIONARY,
     HEADER_BYTE,
     PART_MARKER,

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from metadata_gateway.ivs import IvsCallError, MetadataSink, Outcome
-from metadata_gateway.scheduler import BudgetScheduler, Dispatch
-from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.core.ivs import IvsCallError, MetadataSink, Outcome
+from metadata_gateway.core.scheduler import BudgetScheduler, Dispatch
+from metadata_gateway.running.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 GATE_ERROR_RETRY_S = 0.5  # a failing call gate is asked again after this

@@ -14,8 +14,8 @@ import struct
 import zlib
 from collections.abc import Sequence
 
-from metadata_gateway.envelope import ENVELOPE_OVERHEAD as ENVELOPE_HEAD_TAIL
-from metadata_gateway.envelope import MAX_METADATA_BYTES, encode_payload
+from metadata_gateway.core.envelope import ENVELOPE_OVERHEAD as ENVELOPE_HEAD_TAIL
+from metadata_gateway.core.envelope import MAX_METADATA_BYTES, encode_payload
 
 COMPRESSED_MARKER = b"~z"
 PART_MARKER = b"~p"

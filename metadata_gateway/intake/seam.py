@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from metadata_gateway.cues import Cue
+from metadata_gateway.core.cues import Cue
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,6 @@ import logging
 from enum import IntEnum
 from typing import Protocol
 
-from metadata_gateway.engine import Engine
-from metadata_gateway.tasks import TaskRegistry
-from metadata_gateway.ws_session import WsHub
-
 log = logging.getLogger(__name__)
 
 
@@ -27,6 +23,36 @@ class Phase(IntEnum):
     CANCEL_TASKS = 7  # anything still running is cancelled and named in the log
 
 
+class Sending(Protocol):
+    """The owner of sending (`sending.engine.Engine`)."""
+
+    def stop_accepting(self) -> None:
+        """From now on, new cues are refused with 503 and /readyz is 503."""
+
+    def queued(self) -> int:
+        """Cues held and not yet sent."""
+
+    async def drain(self, seconds: float) -> int:
+        """Send what is held for up to `seconds`; return how many remain."""
+
+    async def stop(self) -> int:
+        """Stop sending and drop the rest with reason `shutdown`; return how many."""
+
+
+class Sessions(Protocol):
+    """The open WebSocket sessions (`ingress.ws_session.WsHub`)."""
+
+    async def close_all(self) -> None:
+        """Flush receipts, then close each session with 1001."""
+
+
+class Closeable(Protocol):
+    """A client or registry to close (the IVS client, the task registry)."""
+
+    async def close(self) -> object:
+        """Release what it holds."""
+
+
 class Distributed(Protocol):
     """Distributed mode's part in shutting down."""
 
@@ -37,22 +63,15 @@ class Distributed(Protocol):
         """Close the receipt relay and the Redis connections."""
 
 
-class Closeable(Protocol):
-    """A client to close (the IVS client)."""
-
-    async def close(self) -> None:
-        """Release its connections."""
-
-
 class Shutdown:
     """Runs the phases in order, each once."""
 
     def __init__(
         self,
         *,
-        engine: Engine,
-        hub: WsHub,
-        tasks: TaskRegistry,
+        engine: Sending,
+        hub: Sessions,
+        tasks: Closeable,
         distributed: Distributed | None = None,
         ivs_client: Closeable | None = None,
     ) -> None:
@@ -80,10 +99,9 @@ class Shutdown:
     async def _run(self, phase: Phase, drain_s: float | None) -> None:
         engine = self._engine
         if phase is Phase.STOP_ACCEPTING:
-            engine.gateway.draining = True
+            engine.stop_accepting()
         elif phase is Phase.DRAIN and drain_s is not None:
-            queued = engine.gateway.total_cues
-            log.info("draining", extra={"queued": queued, "deadline_s": drain_s})
+            log.info("draining", extra={"queued": engine.queued(), "deadline_s": drain_s})
             left = await engine.drain(drain_s)
             log.info("drained", extra={"left": left})
         elif phase is Phase.STOP_SENDING:

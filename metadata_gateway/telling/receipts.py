@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from metadata_gateway.channel_queue import Batch, Pending
-from metadata_gateway.events import DropReason
-from metadata_gateway.ivs import Outcome
+from metadata_gateway.core.channel_queue import Batch, Pending
+from metadata_gateway.core.events import DropReason
+from metadata_gateway.core.ivs import Outcome
 
 
 class ReceiptSubscriber(Protocol):

@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from metadata_gateway.appkeys import (
+from metadata_gateway.config import Settings
+from metadata_gateway.core.cues import id_factory
+from metadata_gateway.core.gateway import Gateway
+from metadata_gateway.core.ivs import MetadataSink
+from metadata_gateway.core.validation import CueRules
+from metadata_gateway.ingress.auth import Authenticator
+from metadata_gateway.ingress.http_api import errors_middleware, routes
+from metadata_gateway.ingress.ws_api import websocket_handler
+from metadata_gateway.ingress.ws_session import WsHub
+from metadata_gateway.intake.local import LocalIntake
+from metadata_gateway.intake.seam import Intake
+from metadata_gateway.running.appkeys import (
     AUTH,
     ENGINE,
     GATEWAY,
@@ -22,23 +33,12 @@ from metadata_gateway.appkeys import (
     TASKS,
     WS_HUB,
 )
-from metadata_gateway.auth import Authenticator
-from metadata_gateway.config import Settings
-from metadata_gateway.cues import id_factory
-from metadata_gateway.engine import Engine
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.http_api import errors_middleware, routes
-from metadata_gateway.intake import Intake
-from metadata_gateway.ivs import MetadataSink
-from metadata_gateway.local_intake import LocalIntake
-from metadata_gateway.metrics import Metrics
-from metadata_gateway.receipts import ReceiptRouter
-from metadata_gateway.sender import IvsSender, ivs_regions
-from metadata_gateway.shutdown import Phase, Shutdown
-from metadata_gateway.tasks import TaskRegistry
-from metadata_gateway.validation import CueRules
-from metadata_gateway.ws_api import websocket_handler
-from metadata_gateway.ws_session import WsHub
+from metadata_gateway.running.shutdown import Phase, Shutdown
+from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.sending.engine import Engine
+from metadata_gateway.sending.sender import IvsSender, ivs_regions
+from metadata_gateway.telling.metrics import Metrics
+from metadata_gateway.telling.receipts import ReceiptRouter
 
 if TYPE_CHECKING:
     from metadata_gateway.distributed import DistributedRuntime

@@ -19,7 +19,7 @@ from botocore.exceptions import (
 )
 from botocore.session import get_session as get_botocore_session
 
-from metadata_gateway.ivs import ERROR_OUTCOMES, IvsCallError, Outcome
+from metadata_gateway.core.ivs import ERROR_OUTCOMES, IvsCallError, Outcome
 
 MAX_POOL_CONNECTIONS = 256  # 155 calls/s at up to ~1 s each must not queue for a connection
 

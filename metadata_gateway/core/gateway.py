@@ -11,17 +11,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from metadata_gateway.admission import ChannelLoad, share_of_calls
-from metadata_gateway.arn import parse_channel_arn
-from metadata_gateway.channel import Channel
-from metadata_gateway.channel_queue import Batch, CueState, Pending
 from metadata_gateway.config import Settings
-from metadata_gateway.cues import Cue
-from metadata_gateway.errors import CueError
-from metadata_gateway.events import DeliveryListener, DropReason
-from metadata_gateway.idempotency import IdState, RecentIds
-from metadata_gateway.ivs import Outcome
-from metadata_gateway.scheduler import BudgetScheduler, RetryPolicy
+from metadata_gateway.core.admission import ChannelLoad, share_of_calls
+from metadata_gateway.core.arn import parse_channel_arn
+from metadata_gateway.core.channel import Channel
+from metadata_gateway.core.channel_queue import Batch, CueState, Pending
+from metadata_gateway.core.cues import Cue
+from metadata_gateway.core.errors import CueError
+from metadata_gateway.core.events import DeliveryListener, DropReason
+from metadata_gateway.core.idempotency import IdState, RecentIds
+from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.scheduler import BudgetScheduler, RetryPolicy
 
 log = logging.getLogger(__name__)
 

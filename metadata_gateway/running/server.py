@@ -10,11 +10,11 @@ import signal
 
 from aiohttp import web
 
-from metadata_gateway.app import create_app
-from metadata_gateway.appkeys import SHUTDOWN
 from metadata_gateway.config import Settings
-from metadata_gateway.sender import IvsSender
-from metadata_gateway.shutdown import Phase
+from metadata_gateway.running.app import create_app
+from metadata_gateway.running.appkeys import SHUTDOWN
+from metadata_gateway.running.shutdown import Phase
+from metadata_gateway.sending.sender import IvsSender
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from metadata_gateway.cues import DEFAULT_MAX_CUE_BYTES, Cue, id_factory, parse_cue
-from metadata_gateway.errors import CueError
+from metadata_gateway.core.cues import DEFAULT_MAX_CUE_BYTES, Cue, id_factory, parse_cue
+from metadata_gateway.core.errors import CueError
 
 MAX_CUES_PER_REQUEST = 100
 MAX_SCHEDULE_AHEAD_S = 24 * 3600  # not_before at most a day ahead

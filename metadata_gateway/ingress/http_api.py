@@ -12,14 +12,14 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from metadata_gateway.appkeys import AUTH, INTAKE, METRICS, RULES, SETTINGS
-from metadata_gateway.auth import Caller, authenticate
-from metadata_gateway.cues import resolve_channel
-from metadata_gateway.errors import CueError
-from metadata_gateway.ingress import accept_document, reject
-from metadata_gateway.intake import Intake
-from metadata_gateway.metrics import CONTENT_TYPE
-from metadata_gateway.validation import decode_json
+from metadata_gateway.core.cues import resolve_channel
+from metadata_gateway.core.errors import CueError
+from metadata_gateway.core.validation import decode_json
+from metadata_gateway.ingress.auth import Caller, authenticate
+from metadata_gateway.ingress.documents import accept_document, reject
+from metadata_gateway.intake.seam import Intake
+from metadata_gateway.running.appkeys import AUTH, INTAKE, METRICS, RULES, SETTINGS
+from metadata_gateway.telling.metrics import CONTENT_TYPE
 
 routes = web.RouteTableDef()
 DEFAULT_PAGE = 100

@@ -8,9 +8,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from metadata_gateway.envelope import MAX_ITEM_BYTES, MAX_METADATA_BYTES
-from metadata_gateway.errors import CueError
-from metadata_gateway.rate_limit import WINDOW_S
+from metadata_gateway.core.envelope import MAX_ITEM_BYTES, MAX_METADATA_BYTES
+from metadata_gateway.core.errors import CueError
+from metadata_gateway.core.rate_limit import WINDOW_S
 
 DRAIN_SAFETY = 0.85  # calls take time and share the account: promise a little less than the rate
 MIN_RETRY_AFTER_S = 0.05

@@ -7,12 +7,21 @@ import socket
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
-from metadata_gateway.admission import SHUTDOWN_RETRY_AFTER_S
-from metadata_gateway.appkeys import AUTH, INTAKE, METRICS, RECEIPTS, RULES, SETTINGS, TASKS, WS_HUB
-from metadata_gateway.auth import WS_PROTOCOL, authenticate, bearer_from_subprotocols
-from metadata_gateway.errors import CueError
-from metadata_gateway.ingress import reject
-from metadata_gateway.ws_session import FRAME_HARD_LIMIT_FACTOR, WsSession
+from metadata_gateway.core.admission import SHUTDOWN_RETRY_AFTER_S
+from metadata_gateway.core.errors import CueError
+from metadata_gateway.ingress.auth import WS_PROTOCOL, authenticate, bearer_from_subprotocols
+from metadata_gateway.ingress.documents import reject
+from metadata_gateway.ingress.ws_session import FRAME_HARD_LIMIT_FACTOR, WsSession
+from metadata_gateway.running.appkeys import (
+    AUTH,
+    INTAKE,
+    METRICS,
+    RECEIPTS,
+    RULES,
+    SETTINGS,
+    TASKS,
+    WS_HUB,
+)
 
 
 def _bound_kernel_buffer(request: web.Request, size: int) -> None:

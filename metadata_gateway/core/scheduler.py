@@ -19,12 +19,12 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from metadata_gateway.channel import Channel, Slot
-from metadata_gateway.channel_queue import Batch, Pending
-from metadata_gateway.cues import Priority
-from metadata_gateway.events import DeliveryListener, DropReason
-from metadata_gateway.ivs import Outcome
-from metadata_gateway.rate_limit import Call, SlidingWindowLimiter
+from metadata_gateway.core.channel import Channel, Slot
+from metadata_gateway.core.channel_queue import Batch, Pending
+from metadata_gateway.core.cues import Priority
+from metadata_gateway.core.events import DeliveryListener, DropReason
+from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.rate_limit import Call, SlidingWindowLimiter
 
 _tiebreak = itertools.count()
 HIGH_TURNS = 3  # high-priority channels get 3 of every 4 turns while others wait

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from metadata_gateway.arn import ChannelArn, parse_channel_arn
-from metadata_gateway.channel_queue import Batch, ChannelQueue, Encoding
-from metadata_gateway.rate_limit import SlidingWindowLimiter
+from metadata_gateway.core.arn import ChannelArn, parse_channel_arn
+from metadata_gateway.core.channel_queue import Batch, ChannelQueue, Encoding
+from metadata_gateway.core.rate_limit import SlidingWindowLimiter
 
 
 class Slot(Enum):

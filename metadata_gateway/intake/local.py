@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from metadata_gateway.admission import (
+from metadata_gateway.core.admission import (
     MIN_RETRY_AFTER_S,
     Bound,
     channel_full,
@@ -13,11 +13,11 @@ from metadata_gateway.admission import (
     process_full,
     shutting_down,
 )
-from metadata_gateway.channel import Channel
-from metadata_gateway.cues import Cue
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.idempotency import IdState
-from metadata_gateway.intake import Accepted, Cancelled, ChannelView
+from metadata_gateway.core.channel import Channel
+from metadata_gateway.core.cues import Cue
+from metadata_gateway.core.gateway import Gateway
+from metadata_gateway.core.idempotency import IdState
+from metadata_gateway.intake.seam import Accepted, Cancelled, ChannelView
 
 DEFAULT_ITEM_BYTES = 100.0  # the size assumed for cues of an empty process
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,12 +16,14 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from metadata_gateway.channel_queue import Batch, Pending
-from metadata_gateway.events import DropReason
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.ivs import Outcome
+from metadata_gateway.core.channel_queue import Batch, Pending
+from metadata_gateway.core.events import DropReason
+from metadata_gateway.core.ivs import Outcome
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+if TYPE_CHECKING:  # only read through: the metrics need not load the core
+    from metadata_gateway.core.gateway import Gateway
+
 _NS = "metadata_gateway"
 
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Protocol
 
-from metadata_gateway.channel_queue import Batch, Pending
-from metadata_gateway.ivs import Outcome
+from metadata_gateway.core.channel_queue import Batch, Pending
+from metadata_gateway.core.ivs import Outcome
 
 
 class DropReason(StrEnum):

@@ -8,8 +8,8 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from metadata_gateway.cues import Cue
-from metadata_gateway.errors import CueError
+from metadata_gateway.core.cues import Cue
+from metadata_gateway.core.errors import CueError
 
 TOKEN_BYTES = 32  # 256 bits of randomness per token
 MIN_BURST = 100  # a full batch (100 cues) always fits, whatever the rate

@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from metadata_gateway.cues import Cue, Priority
-from metadata_gateway.envelope import (
+from metadata_gateway.core.cues import Cue, Priority
+from metadata_gateway.core.envelope import (
     ENVELOPE_OVERHEAD,
     MAX_ITEM_BYTES,
     MAX_METADATA_BYTES,
     encode_payload,
 )
-from metadata_gateway.wire import calls_for, pack_compressed, split_parts
+from metadata_gateway.core.wire import calls_for, pack_compressed, split_parts
 
 _sequence = itertools.count()
 MAX_PACK_CANDIDATES = 64  # cues tried for one compressed payload: ~8x what usually fits

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from metadata_gateway.auth import Caller
-from metadata_gateway.errors import CueError
-from metadata_gateway.intake import Accepted, Intake
-from metadata_gateway.metrics import Metrics
-from metadata_gateway.validation import CueRules, cue_count, parse_cues, split_document
+from metadata_gateway.core.errors import CueError
+from metadata_gateway.core.validation import CueRules, cue_count, parse_cues, split_document
+from metadata_gateway.ingress.auth import Caller
+from metadata_gateway.intake.seam import Accepted, Intake
+from metadata_gateway.telling.metrics import Metrics
 
 
 async def accept_document(

@@ -11,16 +11,16 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from metadata_gateway.admission import connection_full
-from metadata_gateway.auth import Caller
-from metadata_gateway.cues import resolve_channel
-from metadata_gateway.errors import CueError
-from metadata_gateway.ingress import accept_document, reject
-from metadata_gateway.intake import Accepted, Cancelled, Intake
-from metadata_gateway.metrics import Metrics
-from metadata_gateway.receipts import ReceiptRouter
-from metadata_gateway.tasks import TaskRegistry
-from metadata_gateway.validation import CueRules, decode_json
+from metadata_gateway.core.admission import connection_full
+from metadata_gateway.core.cues import resolve_channel
+from metadata_gateway.core.errors import CueError
+from metadata_gateway.core.validation import CueRules, decode_json
+from metadata_gateway.ingress.auth import Caller
+from metadata_gateway.ingress.documents import accept_document, reject
+from metadata_gateway.intake.seam import Accepted, Cancelled, Intake
+from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.telling.metrics import Metrics
+from metadata_gateway.telling.receipts import ReceiptRouter
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from metadata_gateway.arn import parse_channel_arn
-from metadata_gateway.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES, encode_item
-from metadata_gateway.errors import CueError, invalid_cue
-from metadata_gateway.wire import MAX_ENVELOPE_BYTES, RESERVED_PREFIXES
+from metadata_gateway.core.arn import parse_channel_arn
+from metadata_gateway.core.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES, encode_item
+from metadata_gateway.core.errors import CueError, invalid_cue
+from metadata_gateway.core.wire import MAX_ENVELOPE_BYTES, RESERVED_PREFIXES
 
 MAX_ID_LENGTH = 64
 MAX_KEY_LENGTH = 128

@@ -8,11 +8,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from metadata_gateway.dispatcher import CallGate, Dispatcher
-from metadata_gateway.events import DropReason
-from metadata_gateway.gateway import Gateway
-from metadata_gateway.ivs import MetadataSink
-from metadata_gateway.tasks import TaskRegistry
+from metadata_gateway.core.events import DropReason
+from metadata_gateway.core.gateway import Gateway
+from metadata_gateway.core.ivs import MetadataSink
+from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.sending.dispatcher import CallGate, Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,14 @@ class Engine:
     def emptied(self) -> None:
         """The last held cue left: a drain may end."""
         self._empty.set()
+
+    def stop_accepting(self) -> None:
+        """Refuse new cues from now on (503 shutting_down, /readyz 503)."""
+        self.gateway.draining = True
+
+    def queued(self) -> int:
+        """Cues held and not yet sent or dropped."""
+        return self.gateway.total_cues
 
     async def drain(self, seconds: float) -> int:
         """Refuse new cues, send what is queued for up to `seconds`; return how many remain."""

@@ -1,0 +1,2 @@
+"""The intake seam (`seam.Intake`) and the single-process intake behind it; the Redis
+intake is in `distributed/`."""

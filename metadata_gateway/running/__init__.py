@@ -1,0 +1,2 @@
+"""Running the process: the aiohttp app and its lifetime, the task registry, the one
+shutdown sequence, and `serve`."""

@@ -1,0 +1,1 @@
+"""Telling what became of cues: delivery receipts for WebSocket clients, Prometheus metrics."""
