@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 import aiohttp
-import orjson
 
 from metadata_gateway.client.connect import connect
 from metadata_gateway.client.errors import GatewayError, GatewayUnavailable
-from metadata_gateway.client.frames import CueKey, Frame, chunks
+from metadata_gateway.client.frames import Frame
+from metadata_gateway.client.ledger import (
+    DEFAULT_MAX_FRAME_BYTES,
+    Effect,
+    Emit,
+    Reject,
+    Resolve,
+    StreamLedger,
+    Warn,
+)
 from metadata_gateway.client.results import (
     Cancelled,
     CueJson,
@@ -29,9 +35,7 @@ from metadata_gateway.client.retry import Backoff, RetryPolicy
 
 log = logging.getLogger("metadata_gateway.client")
 
-DEFAULT_MAX_FRAME_BYTES = 256 * 1024  # the gateway's default max_body_bytes
-MESSAGE_TOO_BIG = 1009  # the close code for a frame far over the gateway's limit
-RETRYABLE_CODES = frozenset({"queue_full", "client_rate_limited", "shutting_down"})
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "CueStream"]
 
 
 class CueStream:
@@ -83,17 +87,13 @@ class CueStream:
         self._reconnect = reconnect_backoff
         self._reconnect_deadline = reconnect_deadline
         self._heartbeat = heartbeat
-        self._max_frame_bytes = max_frame_bytes
-        self._frames: dict[int, Frame] = {}  # in the order they are to be written
-        self._refs = itertools.count(1)
-        self._unreceipted: dict[CueKey, dict[str, Any]] = {}
+        # The bookkeeping (frames, refs, what is unanswered, what to resend) is pure: this
+        # class only moves bytes and time in and carries out the ledger's effects.
+        self._ledger = StreamLedger(retry=retry, max_frame_bytes=max_frame_bytes)
         self._receipts: asyncio.Queue[Receipt | None] | None = (
             asyncio.Queue() if keep_receipts else None
         )
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
-        self._generation = 0
-        self._answers: deque[int] = deque()  # refs written on this connection, unanswered
-        self._hold_until = 0.0  # the gateway is shutting down: write nothing before this
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._settled.set()
@@ -101,7 +101,6 @@ class CueStream:
         self._ended = False
         self._failure: GatewayError | None = None
         self.reconnects = 0
-        self.resent = 0
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "connected" if self._ws is not None else "connecting"
@@ -114,7 +113,12 @@ class CueStream:
     @property
     def unsettled(self) -> int:
         """Cues sent on this stream that have no ack or no receipt yet."""
-        return sum(len(f.cues) for f in self._frames.values()) + len(self._unreceipted)
+        return self._ledger.unsettled
+
+    @property
+    def resent(self) -> int:
+        """Acknowledged cues sent again after a reconnect, their receipts lost."""
+        return self._ledger.resent
 
     # ---- life cycle ---------------------------------------------------------------------
 
@@ -153,10 +157,7 @@ class CueStream:
         self._ended = True
         self._failure = failure
         error = failure or GatewayUnavailable("stream_closed", "the stream was closed")
-        for frame in self._frames.values():
-            if frame.future is not None and not frame.future.done():
-                frame.future.set_exception(error)
-        self._frames.clear()
+        self._apply(self._ledger.end(error))
         self._settled.set()
         if self._receipts is not None:
             self._receipts.put_nowait(None)
@@ -187,16 +188,17 @@ class CueStream:
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         """Write frames and read answers on one connection until it closes."""
-        self._generation += 1
-        self._ws, self._hold_until = ws, 0.0
-        self._answers.clear()
-        self._requeue_unreceipted()
-        writer = asyncio.create_task(self._write(ws, self._generation), name="gateway-writer")
+        self._ws = ws
+        resent = self._ledger.connected(asyncio.get_running_loop().time())
+        if resent:
+            log.info("re-sending acknowledged cues without receipts", extra={"cues": resent})
+        writer = asyncio.create_task(self._write(ws), name="gateway-writer")
         try:
             # Until the close frame: a gateway shutting down sends its last receipts first.
             async for message in ws:
                 if message.type is aiohttp.WSMsgType.TEXT:
-                    self._handle(message.data)
+                    now = asyncio.get_running_loop().time()
+                    self._apply(self._ledger.handle(message.data, now))
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     log.info("gateway stream error", extra={"error": repr(message.data)})
                     break
@@ -212,51 +214,23 @@ class CueStream:
                     raise
             await ws.close()
         log.info("gateway stream disconnected", extra={"close_code": ws.close_code})
-        if ws.close_code == MESSAGE_TOO_BIG and self._answers:
-            frame = self._frames.get(self._answers[0])
-            if frame is not None:  # sending it again would only close the next connection
-                self._fail(frame, GatewayError(413, "body_too_large", "the frame is too large"))
+        self._apply(self._ledger.closed(ws.close_code))
 
-    def _requeue_unreceipted(self) -> None:
-        """Put acknowledged cues whose receipts are lost in frames, ahead of the others."""
-        if not self._unreceipted:
-            return
-        now = asyncio.get_running_loop().time()
-        items = list(self._unreceipted.items())
-        self._unreceipted.clear()
-        frames: dict[int, Frame] = {}
-        for chunk in chunks(items, self._max_frame_bytes // 2):
-            ref = next(self._refs)
-            cues, keys = [cue for _, cue in chunk], [key for key, _ in chunk]
-            frames[ref] = Frame.build(ref, cues, single=False, started=now, future=None, keys=keys)
-        self._frames = {**frames, **self._frames}
-        self.resent += len(items)
-        log.info("re-sending acknowledged cues without receipts", extra={"cues": len(items)})
-
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse[bool], generation: int) -> None:
-        """Write every frame not yet written on this connection, each when it is due."""
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
+        """Write every frame the ledger says is due on this connection, each when it is due."""
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            wake_at = math.inf
-            for frame in list(self._frames.values()):
-                now = loop.time()
-                if now < self._hold_until:
-                    wake_at = self._hold_until
-                    break
-                if self._frames.get(frame.ref) is not frame or frame.written == generation:
-                    continue
-                if frame.not_before > now:
-                    wake_at = min(wake_at, frame.not_before)
-                    continue
-                frame.written = generation
-                self._answers.append(frame.ref)
+            frames, wake_at = self._ledger.due(loop.time())
+            for frame in frames:
                 try:
                     await ws.send_str(frame.data)
                 except (aiohttp.ClientError, ConnectionError) as exc:
                     log.info("gateway stream write failed", extra={"error": repr(exc)})
                     await ws.close()
                     return
+            if frames:
+                continue  # answers may have arrived meanwhile: ask again before sleeping
             timer = loop.call_at(wake_at, self._wake.set) if wake_at < math.inf else None
             try:
                 await self._wake.wait()
@@ -304,147 +278,46 @@ class CueStream:
             raise self._failure or GatewayUnavailable("stream_closed", "the stream was closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        frame = build(next(self._refs), loop.time(), future)
-        if len(frame.data) > self._max_frame_bytes:
-            raise GatewayError(
-                413,
-                "body_too_large",
-                f"the frame takes {len(frame.data)} bytes, over {self._max_frame_bytes}",
-            )
-        self._frames[frame.ref] = frame
+        frame = build(self._ledger.next_ref(), loop.time(), future)
+        self._ledger.add(frame)
         self._settled.clear()
         self._wake.set()
         try:
             return await future
         except asyncio.CancelledError:
-            if self._frames.get(frame.ref) is frame:
-                if frame.written:  # it may be queued: keep it so that its receipt is followed
-                    frame.future = None
-                else:
-                    del self._frames[frame.ref]
-                    self._check_settled()
+            self._ledger.abandon(frame)
+            self._check_settled()
             raise
 
-    # ---- answers ------------------------------------------------------------------------
+    # ---- effects of the ledger ----------------------------------------------------------
 
-    def _handle(self, text: str | bytes) -> None:
-        try:
-            message = orjson.loads(text)
-            op = message.get("op")
-            if op == "ack":
-                self._on_ack(message)
-            elif op == "nack":
-                self._on_nack(message)
-            elif op in ("sent", "dropped"):
-                self._on_receipt(Receipt.from_json(message))
-        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
-            log.warning("unexpected message from the gateway", extra={"error": repr(exc)})
+    def _apply(self, effects: Iterable[Effect]) -> None:
+        """Carry out what the ledger decided: settle waiters, hand out receipts, log."""
+        for effect in effects:
+            if isinstance(effect, Resolve):
+                future = effect.frame.future
+                if future is not None and not future.done():
+                    future.set_result(effect.value)
+            elif isinstance(effect, Reject):
+                future = effect.frame.future
+                if future is not None and not future.done():
+                    future.set_exception(effect.error)
+            elif isinstance(effect, Emit):
+                self._emit(effect.receipt)
+            elif isinstance(effect, Warn):
+                log.warning(effect.message, extra=effect.extra)
         self._check_settled()
-
-    def _answered(self, ref: object) -> Frame | None:
-        """The frame an ack or nack answers; one with no ref answers the oldest unanswered."""
-        if ref is None:  # a frame the gateway could not parse (too large): answers are in order
-            ref = self._answers[0] if self._answers else None
-        if isinstance(ref, int) and ref in self._answers:
-            self._answers.remove(ref)
-        frame = self._frames.get(ref) if isinstance(ref, int) else None
-        if frame is None or frame.written != self._generation:
-            return None
-        return frame
-
-    def _on_ack(self, message: dict[str, Any]) -> None:
-        frame = self._answered(message.get("ref"))
-        if frame is None:
-            return
-        if frame.cancels:
-            self._on_cancel_ack(frame, message)
-            return
-        try:
-            results = [CueResult.from_json(entry) for entry in message["cues"]]
-        except (AttributeError, KeyError, TypeError) as exc:
-            self._fail(frame, GatewayError(0, "invalid_response", f"unexpected ack: {exc!r}"))
-            return
-        del self._frames[frame.ref]
-        delivered: dict[str, list[str]] = {}
-        for cue, result in zip(frame.cues, results, strict=False):
-            if result.status == "queued" or result.delivered is False:
-                self._unreceipted[(result.channel, result.id)] = cue
-            elif result.delivered:
-                delivered.setdefault(result.channel, []).append(result.id)
-        for channel, ids in delivered.items():
-            self._emit(Receipt("sent", channel, tuple(ids), at=None))
-        if frame.future is not None and not frame.future.done():
-            frame.future.set_result(results)
-
-    def _on_cancel_ack(self, frame: Frame, message: dict[str, Any]) -> None:
-        try:
-            result = Cancelled.from_json(message["cues"][0])
-        except (AttributeError, IndexError, KeyError, TypeError) as exc:
-            self._fail(frame, GatewayError(0, "invalid_response", f"unexpected ack: {exc!r}"))
-            return
-        del self._frames[frame.ref]
-        # A cue of an earlier connection has no subscription for its `dropped` receipt: make it.
-        if self._unreceipted.pop((result.channel, result.id), None) is not None:
-            self._emit(Receipt("dropped", result.channel, (result.id,), reason="cancelled"))
-        if frame.future is not None and not frame.future.done():
-            frame.future.set_result(result)
-
-    def _on_nack(self, message: dict[str, Any]) -> None:
-        error = GatewayError.from_error(None, message.get("error"))
-        frame = self._answered(message.get("ref"))
-        if frame is None:
-            log.warning("nack for no known frame", extra={"code": error.code})
-            return
-        now = asyncio.get_running_loop().time()
-        wait = None
-        if error.code in RETRYABLE_CODES:
-            wait = self._retry.wait(
-                frame.retries, started=frame.started, now=now, retry_after=error.retry_after
-            )
-        if wait is None:
-            self._fail(frame, error)
-            return
-        frame.retries += 1
-        frame.written = 0
-        if error.code == "shutting_down":
-            # The connection is about to close: the next one gets the frame, unless it lasts.
-            self._hold_until = max(self._hold_until, now + wait)
-        else:
-            frame.not_before = now + wait
         self._wake.set()
-
-    def _fail(self, frame: Frame, error: GatewayError) -> None:
-        del self._frames[frame.ref]
-        self._check_settled()
-        if frame.future is not None:
-            if not frame.future.done():
-                frame.future.set_exception(error)
-            return
-        by_channel: dict[str, list[str]] = {}
-        for channel, cue_id in frame.keys or ():
-            by_channel.setdefault(channel, []).append(cue_id)
-        for channel, ids in by_channel.items():  # a re-send refused: those cues are lost
-            self._emit(Receipt("dropped", channel, tuple(ids), reason=error.code))
-        log.warning("cues not re-sent", extra={"code": error.code, "cues": len(frame.cues)})
-
-    def _on_receipt(self, receipt: Receipt) -> None:
-        if receipt.op == "dropped" and receipt.reason == "shutdown":
-            # The process gave up on them only because it is stopping: they stay unreceipted
-            # and go, with the same ids, to whichever gateway the stream reaches next.
-            return
-        for cue_id in receipt.ids:
-            self._unreceipted.pop((receipt.channel, cue_id), None)
-        self._emit(receipt)
 
     def _emit(self, receipt: Receipt) -> None:
         if self._receipts is not None:
             self._receipts.put_nowait(receipt)
 
     def _check_settled(self) -> None:
-        if self._frames or self._unreceipted:
-            self._settled.clear()
-        else:
+        if self._ledger.settled:
             self._settled.set()
+        else:
+            self._settled.clear()
 
     # ---- receipts -----------------------------------------------------------------------
 
