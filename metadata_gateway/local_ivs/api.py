@@ -14,7 +14,7 @@ from aiohttp import web
 from metadata_gateway.local_ivs.errors import UNKNOWN_OPERATION, IvsError, validation
 from metadata_gateway.local_ivs.keys import state_of
 from metadata_gateway.local_ivs.members import Members
-from metadata_gateway.local_ivs.resources import Multitrack
+from metadata_gateway.local_ivs.resources import ChannelChanges, Multitrack
 from metadata_gateway.local_ivs.state import JsonObject, LocalIvsState
 from metadata_gateway.local_ivs.stats import ACCEPTED, DISCONNECTED
 
@@ -37,8 +37,9 @@ def _multitrack(members: Members | None) -> Multitrack | None:
     )
 
 
-def _create_channel(state: LocalIvsState, body: Members) -> JsonObject:
-    return state.create_channel(
+def channel_changes(body: Members) -> ChannelChanges:
+    """The channel settings a CreateChannel or UpdateChannel body names, read once."""
+    return ChannelChanges(
         name=body.string("name"),
         latency_mode=body.string("latencyMode"),
         channel_type=body.string("type"),
@@ -50,25 +51,17 @@ def _create_channel(state: LocalIvsState, body: Members) -> JsonObject:
         ad_configuration_arn=body.string("adConfigurationArn"),
         container_format=body.string("containerFormat"),
         multitrack=_multitrack(body.structure("multitrackInputConfiguration")),
-        tags=body.string_map("tags"),
     )
+
+
+def _create_channel(state: LocalIvsState, body: Members) -> JsonObject:
+    changes = channel_changes(body)
+    return state.create_channel(changes, tags=body.string_map("tags"))
 
 
 def _update_channel(state: LocalIvsState, body: Members) -> JsonObject:
-    return state.update_channel(
-        body.required_string("arn"),
-        name=body.string("name"),
-        latency_mode=body.string("latencyMode"),
-        channel_type=body.string("type"),
-        authorized=body.boolean("authorized"),
-        insecure_ingest=body.boolean("insecureIngest"),
-        preset=body.string("preset"),
-        recording_configuration_arn=body.string("recordingConfigurationArn"),
-        playback_restriction_policy_arn=body.string("playbackRestrictionPolicyArn"),
-        ad_configuration_arn=body.string("adConfigurationArn"),
-        container_format=body.string("containerFormat"),
-        multitrack=_multitrack(body.structure("multitrackInputConfiguration")),
-    )
+    arn = body.required_string("arn")
+    return state.update_channel(arn, channel_changes(body))
 
 
 def _list_channels(state: LocalIvsState, body: Members) -> JsonObject:

@@ -6,8 +6,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from metadata_gateway.core.arn import parse_channel_arn
 from metadata_gateway.local_ivs.errors import MODELED_ERRORS
+from metadata_gateway.local_ivs.validation import is_channel_arn
 
 # Enough to simulate a slow IVS without letting a typo park a request for an hour.
 MAX_LATENCY_MS = 60_000
@@ -40,7 +40,7 @@ class Fault:
             raise FaultSpecError("a rate above 0 needs an error name")
         if not 0 <= self.latency_ms <= MAX_LATENCY_MS:
             raise FaultSpecError(f"latency_ms must be between 0 and {MAX_LATENCY_MS}")
-        if self.channel_arn is not None and parse_channel_arn(self.channel_arn) is None:
+        if self.channel_arn is not None and not is_channel_arn(self.channel_arn):
             raise FaultSpecError(f"channelArn is not a channel ARN: {self.channel_arn!r}")
 
     @classmethod

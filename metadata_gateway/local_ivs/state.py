@@ -1,4 +1,5 @@
-"""The local IVS's account: channels, stream keys, live streams, tags, and the PutMetadata path."""
+"""The local IVS's account: channels, stream keys, live streams and tags (the control plane);
+PutMetadata's data plane is `metadata.py`."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from metadata_gateway.local_ivs.errors import IvsError, not_found, validation
-from metadata_gateway.local_ivs.events import EventLog, Listener, MetadataEvent
+from metadata_gateway.local_ivs.events import Listener, MetadataEvent
 from metadata_gateway.local_ivs.faults import FaultInjector
 from metadata_gateway.local_ivs.ids import IdFactory
-from metadata_gateway.local_ivs.limits import PutMetadataLimiter, RateLimits, Verdict
+from metadata_gateway.local_ivs.metadata import MetadataPlane
 from metadata_gateway.local_ivs.pagination import paginate
 from metadata_gateway.local_ivs.resources import (
     LINKED_RESOURCE_TYPES,
@@ -21,11 +22,11 @@ from metadata_gateway.local_ivs.resources import (
     Channel,
     ChannelChanges,
     LiveStream,
-    Multitrack,
     StreamKey,
 )
 from metadata_gateway.local_ivs.settings import LocalIvsSettings
 from metadata_gateway.local_ivs.stats import OperationStats
+from metadata_gateway.local_ivs.streams import LiveStreams, StreamListener
 from metadata_gateway.local_ivs.validation import (
     MAX_TAGS,
     check_arn_list,
@@ -34,7 +35,6 @@ from metadata_gateway.local_ivs.validation import (
     check_enum,
     check_int_range,
     check_linked_arn,
-    check_metadata,
     check_resource_arn,
     check_stream_key_arn,
     check_tag_key,
@@ -43,7 +43,6 @@ from metadata_gateway.local_ivs.validation import (
 )
 
 Clock = Callable[[], float]
-StreamListener = Callable[[str, bool], None]  # (channel ARN, live): a stream started or stopped
 JsonObject = dict[str, Any]  # a JSON object as the wire carries it
 
 # maxResults bounds are the model's (MaxChannelResults, ...); defaults are the IVS API reference's.
@@ -73,62 +72,40 @@ class LocalIvsState:
         rng = rng or random.Random()
         self.faults = FaultInjector(random.Random(rng.getrandbits(64)))
         self._ids = IdFactory(random.Random(rng.getrandbits(64)))
-        self._clock = clock
         self._wall_clock = wall_clock
-        self._clock_origin, self._wall_origin = clock(), wall_clock()
 
         self.base_url = base_url or self.settings.default_url
         self._positions = itertools.count()
         self._channels: dict[str, Channel] = {}
         self._stream_keys: dict[str, StreamKey] = {}
-        self._streams: dict[str, LiveStream] = {}
-        self._tags: dict[str, dict[str, str]] = {}
-        self._limiter = PutMetadataLimiter(
-            RateLimits(self.settings.channel_rate, self.settings.account_rate)
+        self.streams = LiveStreams(
+            new_stream_id=self._ids.stream_id, wall_clock=wall_clock, positions=self._positions
         )
-        self._events = EventLog(self.settings.max_events)
+        self._tags: dict[str, dict[str, str]] = {}
+        self.metadata = MetadataPlane(self.settings, clock=clock, wall_clock=wall_clock)
         self._stats = OperationStats()
-        self._stream_listeners: list[StreamListener] = []
 
     def __repr__(self) -> str:
         return (
             f"<LocalIvsState {self.settings.region}/{self.settings.account_id}"
-            f" channels={len(self._channels)} live={len(self._streams)}"
-            f" events={len(self._events.events)}>"
+            f" channels={len(self._channels)} live={len(self.streams)}"
+            f" events={len(self.metadata.events)}>"
         )
 
     # -- channels ---------------------------------------------------------------------------
 
     def create_channel(
         self,
+        changes: ChannelChanges | None = None,
         *,
         name: str | None = None,
-        latency_mode: str | None = None,
-        channel_type: str | None = None,
-        authorized: bool | None = None,
-        insecure_ingest: bool | None = None,
-        preset: str | None = None,
-        recording_configuration_arn: str | None = None,
-        playback_restriction_policy_arn: str | None = None,
-        ad_configuration_arn: str | None = None,
-        container_format: str | None = None,
-        multitrack: Multitrack | None = None,
         tags: dict[str, str] | None = None,
     ) -> JsonObject:
-        """CreateChannel: a channel with IVS's defaults and its stream key, in wire shape."""
-        changes = ChannelChanges(
-            name=name,
-            latency_mode=latency_mode,
-            channel_type=channel_type,
-            authorized=authorized,
-            insecure_ingest=insecure_ingest,
-            preset=preset,
-            recording_configuration_arn=recording_configuration_arn,
-            playback_restriction_policy_arn=playback_restriction_policy_arn,
-            ad_configuration_arn=ad_configuration_arn,
-            container_format=container_format,
-            multitrack=multitrack,
-        )
+        """CreateChannel: a channel with IVS's defaults, the settings `changes` names and its
+        stream key, in wire shape; `name` is a shorthand for `ChannelChanges(name=...)`."""
+        changes = changes or ChannelChanges()
+        if name is not None:
+            changes = dataclasses.replace(changes, name=name)
         changes.check()
         if tags is not None:
             check_tags("tags", tags)
@@ -215,40 +192,13 @@ class LocalIvsState:
             answer["nextToken"] = token
         return answer
 
-    def update_channel(
-        self,
-        arn: str,
-        *,
-        name: str | None = None,
-        latency_mode: str | None = None,
-        channel_type: str | None = None,
-        authorized: bool | None = None,
-        insecure_ingest: bool | None = None,
-        preset: str | None = None,
-        recording_configuration_arn: str | None = None,
-        playback_restriction_policy_arn: str | None = None,
-        ad_configuration_arn: str | None = None,
-        container_format: str | None = None,
-        multitrack: Multitrack | None = None,
-    ) -> JsonObject:
-        """UpdateChannel: change the named settings; a live channel cannot be updated (409)."""
-        changes = ChannelChanges(
-            name=name,
-            latency_mode=latency_mode,
-            channel_type=channel_type,
-            authorized=authorized,
-            insecure_ingest=insecure_ingest,
-            preset=preset,
-            recording_configuration_arn=recording_configuration_arn,
-            playback_restriction_policy_arn=playback_restriction_policy_arn,
-            ad_configuration_arn=ad_configuration_arn,
-            container_format=container_format,
-            multitrack=multitrack,
-        )
+    def update_channel(self, arn: str, changes: ChannelChanges) -> JsonObject:
+        """UpdateChannel: change the settings `changes` names; a live channel cannot be updated
+        (409)."""
         check_channel_arn("arn", arn)
         changes.check()
         channel = self._channel("arn", arn)
-        if arn in self._streams:
+        if arn in self.streams:
             raise IvsError("ConflictException", "Cannot update a channel while it is live")
         _refuse_linked(changes)
         updated = changes.apply(channel)
@@ -258,7 +208,7 @@ class LocalIvsState:
     def delete_channel(self, arn: str) -> None:
         """DeleteChannel: also deletes its stream keys; a live channel cannot be deleted (409)."""
         self._channel("arn", arn)
-        if arn in self._streams:
+        if arn in self.streams:
             raise IvsError(
                 "ConflictException", "Cannot delete a live channel; stop its stream first"
             )
@@ -267,7 +217,7 @@ class LocalIvsState:
             del self._tags[key.arn]
         del self._channels[arn]
         del self._tags[arn]
-        self._limiter.forget(arn)
+        self.metadata.forget(arn)
 
     def has_channel(self, arn: str) -> bool:
         """Return whether `arn` names an existing channel."""
@@ -335,28 +285,13 @@ class LocalIvsState:
         """Simulate an encoder going live on the channel (or set the health of its live stream)."""
         channel = self._channel("channelArn", channel_arn)
         check_enum("health", health, STREAM_HEALTHS)
-        stream = self._streams.get(channel_arn)
-        if stream is None:
-            stream = LiveStream(
-                channel_arn=channel_arn,
-                stream_id=self._ids.stream_id(),
-                start_time=self._wall_clock(),
-                position=next(self._positions),
-                health=health,
-            )
-            started = True
-        else:
-            stream = dataclasses.replace(stream, health=health)
-            started = False
-        self._streams[channel_arn] = stream
-        if started:
-            self._tell_streams(channel_arn, live=True)
+        stream = self.streams.start(channel_arn, health)
         return {"stream": stream.to_json(playback_url=self.playback_url(channel))}
 
     def get_stream(self, channel_arn: str) -> JsonObject:
         """GetStream: ChannelNotBroadcasting unless the channel is live."""
         channel = self._channel("channelArn", channel_arn)
-        stream = self._live(channel_arn)
+        stream = self.streams.live(channel_arn)
         return {"stream": stream.to_json(playback_url=self.playback_url(channel))}
 
     def list_streams(
@@ -370,92 +305,44 @@ class LocalIvsState:
         if health is not None:
             check_enum("filterBy.health", health, STREAM_HEALTHS)
         limit = _max_results(max_results, DEFAULT_STREAM_RESULTS, MAX_STREAM_RESULTS)
-        streams = sorted(self._streams.values(), key=_position)
-        matching = [stream for stream in streams if health is None or stream.health == health]
-        page, token = paginate(
-            matching,
-            position_of=_position,
-            listing="streams",
-            next_token=next_token,
-            max_results=limit,
-        )
-        answer: JsonObject = {"streams": [stream.to_summary() for stream in page]}
-        if token:
-            answer["nextToken"] = token
-        return answer
+        return self.streams.page(health=health, next_token=next_token, max_results=limit)
 
     def stop_stream(self, channel_arn: str) -> JsonObject:
         """StopStream: ends the live stream; ChannelNotBroadcasting if there is none."""
         self._channel("channelArn", channel_arn)
-        self._live(channel_arn)
-        del self._streams[channel_arn]
-        self._tell_streams(channel_arn, live=False)
+        self.streams.stop(channel_arn)
         return {}
 
     def watch_streams(self, listener: StreamListener) -> Callable[[], None]:
         """Call `listener(arn, live)` as streams start and stop (now for those already live)."""
-        self._stream_listeners.append(listener)
-        for channel_arn in list(self._streams):
-            listener(channel_arn, True)
-
-        def unwatch() -> None:
-            if listener in self._stream_listeners:
-                self._stream_listeners.remove(listener)
-
-        return unwatch
-
-    def _tell_streams(self, channel_arn: str, *, live: bool) -> None:
-        for listener in tuple(self._stream_listeners):
-            listener(channel_arn, live)
+        return self.streams.watch(listener)
 
     # -- metadata ---------------------------------------------------------------------------
 
     def put_metadata(self, channel_arn: str, metadata: str) -> MetadataEvent:
-        """PutMetadata: size, channel, live, then the per-channel and per-account rate quotas."""
-        check_channel_arn("channelArn", channel_arn)
-        check_metadata(metadata)
+        """PutMetadata (see `metadata.py`): size, channel, live, then both rate quotas."""
+        return self.metadata.put(channel_arn, metadata, require_live=self._require_live)
+
+    def _require_live(self, channel_arn: str) -> None:
         self._channel("channelArn", channel_arn)
         self._live(channel_arn)
-        # Every channel here belongs to the one account and region this state plays.
-        account = f"{self.settings.region}:{self.settings.account_id}"
-        arrival = self._clock()
-        verdict = self._limiter.acquire(channel_arn, account, arrival)
-        if verdict is Verdict.CHANNEL_LIMIT:
-            raise IvsError(
-                "ThrottlingException",
-                f"Rate exceeded: at most {self.settings.channel_rate} PutMetadata/s per channel",
-            )
-        if verdict is Verdict.ACCOUNT_LIMIT:
-            raise IvsError(
-                "ThrottlingException",
-                f"Rate exceeded: at most {self.settings.account_rate} PutMetadata/s per account",
-            )
-        # The event's time is the limiter's own reading, on the wall clock: windows checked on
-        # recorded events then agree exactly with the ones the limiter enforced.
-        event = MetadataEvent(
-            time=self._wall_origin + (arrival - self._clock_origin),
-            channel_arn=channel_arn,
-            metadata=metadata,
-        )
-        self._events.append(event)
-        return event
 
     @property
     def events(self) -> Sequence[MetadataEvent]:
         """Accepted PutMetadata payloads in arrival order (the most recent `max_events`)."""
-        return self._events.events
+        return self.metadata.events
 
     def events_of(self, channel_arn: str) -> list[MetadataEvent]:
         """Accepted payloads of one channel in arrival order."""
-        return self._events.for_channel(channel_arn)
+        return self.metadata.events_of(channel_arn)
 
     def clear_events(self) -> None:
         """Forget every recorded payload."""
-        self._events.clear()
+        self.metadata.clear_events()
 
     def subscribe(self, channel_arn: str, listener: Listener) -> Callable[[], None]:
         """Call `listener` with each payload accepted on `channel_arn`; returns the unsubscribe."""
-        return self._events.subscribe(channel_arn, listener)
+        return self.metadata.subscribe(channel_arn, listener)
 
     # -- tags -------------------------------------------------------------------------------
 
@@ -526,10 +413,7 @@ class LocalIvsState:
         return key
 
     def _live(self, channel_arn: str) -> LiveStream:
-        stream = self._streams.get(channel_arn)
-        if stream is None:
-            raise IvsError("ChannelNotBroadcasting", f"Channel {channel_arn} is not broadcasting")
-        return stream
+        return self.streams.live(channel_arn)
 
     def _tags_of(self, resource_arn: str) -> dict[str, str]:
         check_resource_arn("resourceArn", resource_arn)

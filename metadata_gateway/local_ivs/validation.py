@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
 
-from metadata_gateway.core.arn import CHANNEL_ARN_PATTERN, MAX_ARN_LENGTH
+from metadata_gateway.local_ivs import model
 from metadata_gateway.local_ivs.errors import IvsError, validation
 
 # Lengths and list sizes from the model's shapes (ChannelName, Tags, TagKey, ...).
@@ -21,12 +21,15 @@ MAX_METADATA_BYTES = 1024
 # Keys with this prefix belong to AWS; tagging APIs refuse them from callers.
 RESERVED_TAG_PREFIX = "aws:"
 
-CHANNEL_NAME_PATTERN = re.compile(r"[a-zA-Z0-9-_]*")
-STREAM_KEY_ARN_PATTERN = re.compile(r"arn:aws:ivs:[a-z0-9-]+:[0-9]+:stream-key/[a-zA-Z0-9-]+")
+# Patterns from botocore's model, never from the gateway: a wrong pattern there must fail here.
+CHANNEL_ARN_PATTERN = model.pattern("ChannelArn")
+MAX_ARN_LENGTH = model.max_length("ChannelArn")
+CHANNEL_NAME_PATTERN = model.pattern("ChannelName")
+STREAM_KEY_ARN_PATTERN = model.pattern("StreamKeyArn")
 # The model's ResourceArn pattern has `[a-z-]/`, one character before the slash, which no real
 # IVS ARN satisfies; IVS itself accepts `channel/...` and `stream-key/...`, so this allows a word.
 RESOURCE_ARN_PATTERN = re.compile(r"arn:aws:ivs:[a-z0-9-]+:[0-9]+:([a-z-]+)/[a-zA-Z0-9-]+")
-PAGINATION_TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9+/=_-]*")
+PAGINATION_TOKEN_PATTERN = model.pattern("PaginationToken")
 # TagKey/TagValue use \p{L}\p{Z}\p{N} classes, which Python's re lacks: checked by category instead.
 _TAG_PUNCTUATION = frozenset("_.:/=+-@")
 _TAG_CATEGORIES = ("L", "Z", "N")
@@ -63,6 +66,11 @@ def check_pattern(field: str, value: str, pattern: re.Pattern[str]) -> None:
     """Raise unless the whole of `value` matches `pattern`."""
     if pattern.fullmatch(value) is None:
         raise invalid(field, value, f"satisfy regular expression pattern: {pattern.pattern}")
+
+
+def is_channel_arn(value: str) -> bool:
+    """Whether `value` is a channel ARN by the model's length and pattern."""
+    return 1 <= len(value) <= MAX_ARN_LENGTH and CHANNEL_ARN_PATTERN.fullmatch(value) is not None
 
 
 def check_channel_arn(field: str, value: str) -> None:
