@@ -1,7 +1,7 @@
 // The stream's book-keeping, with no socket and no clock of its own: which frames are waiting
 // for an ack, which acknowledged cues are waiting for a receipt, and what to write (again) on a
 // connection. The I/O shell (stream.js) feeds it messages and times, and carries out the effects
-// it returns. It mirrors metadata_gateway.client.stream (the Python client) rule for rule.
+// it returns. It mirrors metadata_gateway.client.ledger (the Python client) rule for rule.
 
 import { GatewayError } from "./errors.js";
 import { MAX_CUES_PER_REQUEST, cancelled, cueResult } from "./cues.js";
