@@ -32,9 +32,9 @@ async def accept_document(
 
 def count_answers(metrics: Metrics, answers: Sequence[Accepted]) -> None:
     """Count accepted cues and duplicates."""
-    received, duplicates = metrics.received, 0
+    duplicates = 0
     for answer in answers:
-        received.labels(answer.type).inc()
+        metrics.count_received(answer.type)
         if answer.status == "duplicate":
             duplicates += 1
     if duplicates:

@@ -114,7 +114,7 @@ class WsSession:
                 data = self._out.popleft()
                 self._out_bytes -= len(data)
                 await ws.send_frame(data, WSMsgType.TEXT)
-                self._metrics.ws_messages.labels("out").inc()
+                self._metrics.ws_out.inc()
             if self.close_reason is not None:
                 return
 
@@ -176,21 +176,21 @@ class WsSession:
     def _parse_frame(self, text: str | bytes) -> tuple[Any, str, Any] | None:
         """The ref, op and cue document (or cancel frame) of a frame; None when the frame was
         answered already."""
-        self._metrics.ws_messages.labels("in").inc()
+        self._metrics.ws_in.inc()
         ref: Any = None
         try:
             frame = decode_json(text)
             if not isinstance(frame, dict):
                 raise CueError("invalid_json", "a frame must be a JSON object", status=400)
             ref = frame.get("ref")
-            try:  # orjson reads 1024 levels of nesting but writes only 254: echo what we can
-                orjson.dumps({"ref": ref})  # as deep as it will sit in the answer
-
-            except orjson.JSONEncodeError:
-                ref = None
-                raise CueError(
-                    "invalid_request", "ref is nested too deeply", status=400, field="ref"
-                ) from None
+            if isinstance(ref, list | dict):  # only containers can be too deep
+                try:  # orjson reads 1024 levels of nesting but writes only 254: echo what we can
+                    orjson.dumps({"ref": ref})  # as deep as it will sit in the answer
+                except orjson.JSONEncodeError:
+                    ref = None
+                    raise CueError(
+                        "invalid_request", "ref is nested too deeply", status=400, field="ref"
+                    ) from None
             if frame.get("op") == "cancel":
                 return ref, "cancel", frame
             document, count = _document(frame)

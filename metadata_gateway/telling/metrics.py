@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -157,12 +157,21 @@ class Metrics:
         self.ws_disconnects = Counter(
             f"{_NS}_ws_disconnects", "WebSocket sessions ended, by reason.", ["reason"], registry=r
         )
-        for direction in ("in", "out"):
-            self.ws_messages.labels(direction)
+        # Children looked up once: `labels()` costs more than the increment, on every frame.
+        self.ws_in = self.ws_messages.labels("in")
+        self.ws_out = self.ws_messages.labels("out")
+        self._received_by_type: dict[str, Any] = {}
         for outcome in Outcome:
             self.requests.labels(outcome.value)
         for reason in DropReason:
             self.dropped.labels(reason.value)
+
+    def count_received(self, cue_type: str) -> None:
+        """One more cue answered 202 (queued or duplicate), by type."""
+        child = self._received_by_type.get(cue_type)
+        if child is None:
+            child = self._received_by_type[cue_type] = self.received.labels(cue_type)
+        child.inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
