@@ -1,20 +1,18 @@
 """One channel's cues: waiting in order, scheduled for later, or repeating as the channel's state.
 
 Waiting cues are ordered by priority, then arrival; collapse keys replace in place; TTLs drop
-stale cues. `take_batch` builds the fullest payload of the oldest waiting cues (measured as the
-channel's encoding sends it) and lets due state repeats ride along where there is room. A cue
-too big for one payload is sent in parts, one per call, with nothing between them: once its
-first part is taken, the channel's next calls carry the rest.
+stale cues. `take_batch` takes the fullest payload of the oldest waiting cues (`packing.py`)
+and lets due state repeats ride along where there is room. A cue too big for one payload is
+sent in parts, one per call, with nothing between them: once its first part is taken, the
+channel's next calls carry the rest.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 
 from metadata_gateway.core.cues import Cue, Priority
 from metadata_gateway.core.envelope import (
@@ -23,54 +21,12 @@ from metadata_gateway.core.envelope import (
     MAX_METADATA_BYTES,
     encode_payload,
 )
-from metadata_gateway.core.wire import calls_for, pack_compressed, split_parts
+from metadata_gateway.core.packing import pack_deflated, pack_json
+from metadata_gateway.core.pending import Batch, CueState, Encoding, Pending, Taken
+from metadata_gateway.core.wire import calls_for, split_parts
 
-_sequence = itertools.count()
-MAX_PACK_CANDIDATES = 64  # cues tried for one compressed payload: ~8x what usually fits
-
-
-class Encoding(Enum):
-    """How a channel's payloads carry the envelope (the `payload_encoding` setting)."""
-
-    JSON = "json"  # the envelope as it is, readable by anything
-    DEFLATE = "deflate"  # `~z` payloads: the envelope deflated, for the gateway's decoders
-
-
-class CueState(Enum):
-    """Where a cue stands in its channel; the `state` a cancel answers with."""
-
-    SCHEDULED = "scheduled"  # held until its not_before
-    QUEUED = "queued"  # waiting for a call
-    IN_FLIGHT = "in_flight"  # in a call not yet answered
-    REPEATING = "repeating"  # a sent state cue, re-sent while the channel is live
-
-
-@dataclass(slots=True)
-class Pending:
-    """A cue in a queue, with the times that decide its fate (all on the scheduler's clock)."""
-
-    cue: Cue
-    accepted_at: float
-    expires_at: float
-    release_at: float  # not_before on this clock; accepted_at for a cue due at once
-    seq: int = field(default_factory=lambda: next(_sequence))
-    state: CueState = CueState.QUEUED
-    repeat_at: float = 0.0  # when a repeating state cue is next due
-
-    @property
-    def size(self) -> int:
-        """Bytes the cue adds to the queue's byte count."""
-        return len(self.cue.item)
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """One PutMetadata call: fresh cues, state repeats riding along, and the payload."""
-
-    cues: tuple[Pending, ...]
-    payload: bytes
-    repeats: tuple[Pending, ...] = ()
-    part: tuple[int, int] | None = None  # (index, count) for a part of a cue in parts
+# The values live in pending.py; importing them from here keeps working.
+__all__ = ["Batch", "ChannelQueue", "CueState", "Encoding", "Pending", "Taken"]
 
 
 @dataclass(slots=True)
@@ -81,14 +37,6 @@ class _InParts:
     parts: list[bytes]
     next: int
     repeat: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Taken:
-    """What one call to `take_batch` removed: the batch to send and the cues found expired."""
-
-    batch: Batch | None
-    expired: tuple[Pending, ...]
 
 
 class ChannelQueue:
@@ -321,9 +269,9 @@ class ChannelQueue:
             else []
         )
         if encoding is Encoding.DEFLATE:
-            chosen, riders, payload = self._pack_compressed(due, limit)
+            chosen, riders, payload = pack_deflated(self, due, limit)
         else:
-            chosen, riders = self._pack_json(due, limit)
+            chosen, riders = pack_json(self, due, limit)
             payload = b""
         if head is not None and not chosen:  # too big for a payload of its own
             return Taken(self._start_parts(head, now, repeat=False), tuple(expired))
@@ -338,43 +286,6 @@ class ChannelQueue:
         if not payload:
             payload = encode_payload(p.cue.item for p in (*chosen, *riders))
         return Taken(Batch(tuple(chosen), payload, tuple(riders)), tuple(expired))
-
-    def _pack_json(self, due: list[Pending], limit: int) -> tuple[list[Pending], list[Pending]]:
-        chosen: list[Pending] = []
-        size = ENVELOPE_OVERHEAD - 1  # each item adds itself and a comma, except the first
-        for pending in self:
-            if pending.cue.raw or size + pending.size + 1 > limit:
-                break
-            size += pending.size + 1
-            chosen.append(pending)
-        riders: list[Pending] = []
-        for state in due:
-            if size + state.size + 1 <= limit:
-                size += state.size + 1
-                riders.append(state)
-        return chosen, riders
-
-    def _pack_compressed(
-        self, due: list[Pending], limit: int
-    ) -> tuple[list[Pending], list[Pending], bytes]:
-        candidates: list[Pending] = []
-        for pending in self:
-            if pending.cue.raw or len(candidates) == MAX_PACK_CANDIDATES:
-                break
-            candidates.append(pending)
-        count, payload = pack_compressed([p.cue.item for p in candidates], limit)
-        chosen = candidates[:count]
-        riders: list[Pending] = []
-        if due and (count == len(candidates)):
-            # Repeats ride along only where fresh cues left room, one more compression each.
-            items = [p.cue.item for p in chosen]
-            for state in due:
-                fits, with_state = pack_compressed([*items, state.cue.item], limit)
-                if fits == len(items) + 1:
-                    items.append(state.cue.item)
-                    riders.append(state)
-                    payload = with_state
-        return chosen, riders, payload
 
     def _start_parts(self, pending: Pending, now: float, *, repeat: bool) -> Batch:
         if not repeat:
