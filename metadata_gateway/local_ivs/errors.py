@@ -51,3 +51,12 @@ def validation(message: str) -> IvsError:
 def not_found(message: str) -> IvsError:
     """Return a ResourceNotFoundException with `message`."""
     return IvsError("ResourceNotFoundException", message)
+
+
+def batch_error(arn: str) -> dict[str, str]:
+    """The `errors` entry of a BatchGet* answer for an ARN that names nothing."""
+    return {
+        "arn": arn,
+        "code": "ResourceNotFoundException",
+        "message": f"Resource: {arn} not found",
+    }

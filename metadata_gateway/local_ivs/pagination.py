@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from metadata_gateway.local_ivs.errors import validation
-from metadata_gateway.local_ivs.validation import check_pagination_token
+from metadata_gateway.local_ivs.validation import check_int_range, check_pagination_token
 
 T = TypeVar("T")
 
@@ -51,3 +51,22 @@ def paginate(
     if len(remaining) > max_results:
         return page, encode_token(listing, position_of(remaining[max_results]))
     return page, None
+
+
+class _Positioned(Protocol):
+    @property
+    def position(self) -> int:
+        """Its place in its listing."""
+
+
+def position(item: _Positioned) -> int:
+    """Where an item stands in its listing (the order it was created or started in)."""
+    return item.position
+
+
+def max_results_of(value: int | None, default: int, maximum: int) -> int:
+    """A request's maxResults, checked against the model's bound, or the default."""
+    if value is None:
+        return default
+    check_int_range("maxResults", value, 1, maximum)
+    return value

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from metadata_gateway.local_ivs.errors import validation
+from metadata_gateway.local_ivs.errors import not_found, validation
 from metadata_gateway.local_ivs.validation import check_channel_name, check_enum, check_linked_arn
 
 # Enum values and defaults from botocore's IVS model and the IVS API reference.
@@ -96,6 +96,15 @@ class Channel:
             "adConfigurationArn": self.ad_configuration_arn,
         }
 
+    def links_match(self, filters: Mapping[str, str | None]) -> bool:
+        """Whether the channel links every resource the filters (by wire member name) ask for."""
+        linked = {
+            "recordingConfigurationArn": self.recording_configuration_arn,
+            "playbackRestrictionPolicyArn": self.playback_restriction_policy_arn,
+            "adConfigurationArn": self.ad_configuration_arn,
+        }
+        return all(not wanted or linked[member] == wanted for member, wanted in filters.items())
+
     def to_summary(self, *, tags: Mapping[str, str]) -> dict[str, object]:
         """Return the ChannelSummary shape that ListChannels uses."""
         return {
@@ -136,6 +145,12 @@ class ChannelChanges:
             "playbackRestrictionPolicyArn": self.playback_restriction_policy_arn,
             "adConfigurationArn": self.ad_configuration_arn,
         }
+
+    def refuse_linked(self) -> None:
+        """Raise ResourceNotFoundException for a linked resource: this local IVS models none."""
+        for member, value in self.linked().items():
+            if value:
+                raise not_found(f"Resource: {value} not found ({member})")
 
     def check(self) -> None:
         """Raise ValidationException for any named setting the model does not allow."""

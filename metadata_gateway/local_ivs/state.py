@@ -10,22 +10,22 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from metadata_gateway.local_ivs.errors import IvsError, not_found, validation
+from metadata_gateway.local_ivs.errors import IvsError, batch_error, not_found, validation
 from metadata_gateway.local_ivs.events import Listener, MetadataEvent
 from metadata_gateway.local_ivs.faults import FaultInjector
 from metadata_gateway.local_ivs.ids import IdFactory
 from metadata_gateway.local_ivs.metadata import MetadataPlane
-from metadata_gateway.local_ivs.pagination import paginate
+from metadata_gateway.local_ivs.pagination import max_results_of, paginate, position
 from metadata_gateway.local_ivs.resources import (
     LINKED_RESOURCE_TYPES,
     STREAM_HEALTHS,
     Channel,
     ChannelChanges,
     LiveStream,
-    StreamKey,
 )
 from metadata_gateway.local_ivs.settings import LocalIvsSettings
 from metadata_gateway.local_ivs.stats import OperationStats
+from metadata_gateway.local_ivs.stream_keys import StreamKeys
 from metadata_gateway.local_ivs.streams import LiveStreams, StreamListener
 from metadata_gateway.local_ivs.validation import (
     MAX_TAGS,
@@ -33,10 +33,8 @@ from metadata_gateway.local_ivs.validation import (
     check_channel_arn,
     check_channel_name,
     check_enum,
-    check_int_range,
     check_linked_arn,
     check_resource_arn,
-    check_stream_key_arn,
     check_tag_key,
     check_tags,
     invalid,
@@ -52,7 +50,6 @@ MAX_STREAM_KEY_RESULTS = 50
 DEFAULT_STREAM_KEY_RESULTS = 1
 MAX_STREAM_RESULTS = 100
 DEFAULT_STREAM_RESULTS = 100
-MAX_STREAM_KEYS_PER_CHANNEL = 1  # IVS quota "Stream keys per channel", not adjustable
 
 
 class LocalIvsState:
@@ -77,11 +74,13 @@ class LocalIvsState:
         self.base_url = base_url or self.settings.default_url
         self._positions = itertools.count()
         self._channels: dict[str, Channel] = {}
-        self._stream_keys: dict[str, StreamKey] = {}
         self.streams = LiveStreams(
             new_stream_id=self._ids.stream_id, wall_clock=wall_clock, positions=self._positions
         )
-        self._tags: dict[str, dict[str, str]] = {}
+        self._tags: dict[str, dict[str, str]] = {}  # of channels and stream keys
+        self.stream_keys = StreamKeys(
+            self.settings, ids=self._ids, positions=self._positions, tags=self._tags
+        )
         self.metadata = MetadataPlane(self.settings, clock=clock, wall_clock=wall_clock)
         self._stats = OperationStats()
 
@@ -109,7 +108,7 @@ class LocalIvsState:
         changes.check()
         if tags is not None:
             check_tags("tags", tags)
-        _refuse_linked(changes)
+        changes.refuse_linked()
         if len(self._channels) >= self.settings.max_channels:
             raise IvsError(
                 "ServiceQuotaExceededException",
@@ -128,8 +127,8 @@ class LocalIvsState:
         channel = changes.apply(blank)
         self._channels[channel.arn] = channel
         self._tags[channel.arn] = dict(tags or {})
-        key = self._new_stream_key(channel.arn)
-        return {"channel": self._channel_json(channel), "streamKey": self._key_json(key)}
+        key = self.stream_keys.new(channel.arn)
+        return {"channel": self._channel_json(channel), "streamKey": self.stream_keys.to_json(key)}
 
     def get_channel(self, arn: str) -> JsonObject:
         """GetChannel."""
@@ -141,7 +140,7 @@ class LocalIvsState:
         channels = [
             self._channel_json(self._channels[arn]) for arn in arns if arn in self._channels
         ]
-        errors = [_batch_error(arn) for arn in arns if arn not in self._channels]
+        errors = [batch_error(arn) for arn in arns if arn not in self._channels]
         return {"channels": channels, "errors": errors}
 
     def list_channels(
@@ -167,7 +166,7 @@ class LocalIvsState:
                 check_linked_arn(
                     f"filterBy{member[0].upper()}{member[1:]}", value, LINKED_RESOURCE_TYPES[member]
                 )
-        limit = _max_results(max_results, DEFAULT_CHANNEL_RESULTS, MAX_CHANNEL_RESULTS)
+        limit = max_results_of(max_results, DEFAULT_CHANNEL_RESULTS, MAX_CHANNEL_RESULTS)
         filters = [filter_by_name, *linked_filters.values()]
         # IVS documents these filters as mutually exclusive and answers 409 to a combination.
         if sum(1 for value in filters if value) > 1:
@@ -176,11 +175,11 @@ class LocalIvsState:
             channel
             for channel in self._channels.values()
             if (not filter_by_name or filter_by_name in channel.name)
-            and _links_match(channel, linked_filters)
+            and channel.links_match(linked_filters)
         ]
         page, token = paginate(
             matching,
-            position_of=_position,
+            position_of=position,
             listing="channels",
             next_token=next_token,
             max_results=limit,
@@ -200,7 +199,7 @@ class LocalIvsState:
         channel = self._channel("arn", arn)
         if arn in self.streams:
             raise IvsError("ConflictException", "Cannot update a channel while it is live")
-        _refuse_linked(changes)
+        changes.refuse_linked()
         updated = changes.apply(channel)
         self._channels[arn] = updated
         return {"channel": self._channel_json(updated)}
@@ -212,9 +211,8 @@ class LocalIvsState:
             raise IvsError(
                 "ConflictException", "Cannot delete a live channel; stop its stream first"
             )
-        for key in [key for key in self._stream_keys.values() if key.channel_arn == arn]:
-            del self._stream_keys[key.arn]
-            del self._tags[key.arn]
+        for key in self.stream_keys.of_channel(arn):
+            self.stream_keys.delete(key.arn)
         del self._channels[arn]
         del self._tags[arn]
         self.metadata.forget(arn)
@@ -233,51 +231,29 @@ class LocalIvsState:
         if tags is not None:
             check_tags("tags", tags)
         self._channel("channelArn", channel_arn)
-        if len(self._keys_of(channel_arn)) >= MAX_STREAM_KEYS_PER_CHANNEL:
-            raise IvsError(
-                "ServiceQuotaExceededException",
-                f"Exceeded the quota of {MAX_STREAM_KEYS_PER_CHANNEL} stream key per channel",
-            )
-        key = self._new_stream_key(channel_arn, tags)
-        return {"streamKey": self._key_json(key)}
+        return self.stream_keys.create(channel_arn, tags)
 
     def get_stream_key(self, arn: str) -> JsonObject:
         """GetStreamKey, secret value included."""
-        return {"streamKey": self._key_json(self._stream_key("arn", arn))}
+        return {"streamKey": self.stream_keys.to_json(self.stream_keys.get("arn", arn))}
 
     def batch_get_stream_key(self, arns: list[str]) -> JsonObject:
         """BatchGetStreamKey: known keys, and a ResourceNotFoundException entry per unknown ARN."""
-        check_arn_list("arns", arns, check_stream_key_arn)
-        keys = [self._key_json(self._stream_keys[arn]) for arn in arns if arn in self._stream_keys]
-        errors = [_batch_error(arn) for arn in arns if arn not in self._stream_keys]
-        return {"streamKeys": keys, "errors": errors}
+        return self.stream_keys.batch_get(arns)
 
     def list_stream_keys(
         self, channel_arn: str, *, next_token: str | None = None, max_results: int | None = None
     ) -> JsonObject:
         """ListStreamKeys of one channel, without their secret values."""
         check_channel_arn("channelArn", channel_arn)
-        limit = _max_results(max_results, DEFAULT_STREAM_KEY_RESULTS, MAX_STREAM_KEY_RESULTS)
+        limit = max_results_of(max_results, DEFAULT_STREAM_KEY_RESULTS, MAX_STREAM_KEY_RESULTS)
         self._channel("channelArn", channel_arn)
-        page, token = paginate(
-            self._keys_of(channel_arn),
-            position_of=_position,
-            listing=f"stream-keys:{channel_arn.rsplit('/', 1)[-1]}",
-            next_token=next_token,
-            max_results=limit,
-        )
-        answer: JsonObject = {
-            "streamKeys": [key.to_summary(tags=self._tags[key.arn]) for key in page]
-        }
-        if token:
-            answer["nextToken"] = token
-        return answer
+        return self.stream_keys.page(channel_arn, next_token=next_token, max_results=limit)
 
     def delete_stream_key(self, arn: str) -> None:
         """DeleteStreamKey."""
-        self._stream_key("arn", arn)
-        del self._stream_keys[arn]
-        del self._tags[arn]
+        self.stream_keys.get("arn", arn)
+        self.stream_keys.delete(arn)
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -304,7 +280,7 @@ class LocalIvsState:
         """ListStreams: the live streams, in the order they started, optionally of one health."""
         if health is not None:
             check_enum("filterBy.health", health, STREAM_HEALTHS)
-        limit = _max_results(max_results, DEFAULT_STREAM_RESULTS, MAX_STREAM_RESULTS)
+        limit = max_results_of(max_results, DEFAULT_STREAM_RESULTS, MAX_STREAM_RESULTS)
         return self.streams.page(health=health, next_token=next_token, max_results=limit)
 
     def stop_stream(self, channel_arn: str) -> JsonObject:
@@ -405,13 +381,6 @@ class LocalIvsState:
             raise not_found(f"Resource: {arn} not found")
         return channel
 
-    def _stream_key(self, field: str, arn: str) -> StreamKey:
-        check_stream_key_arn(field, arn)
-        key = self._stream_keys.get(arn)
-        if key is None:
-            raise not_found(f"Resource: {arn} not found")
-        return key
-
     def _live(self, channel_arn: str) -> LiveStream:
         return self.streams.live(channel_arn)
 
@@ -422,63 +391,7 @@ class LocalIvsState:
             raise not_found(f"Resource: {resource_arn} not found")
         return tags
 
-    def _keys_of(self, channel_arn: str) -> list[StreamKey]:
-        return [key for key in self._stream_keys.values() if key.channel_arn == channel_arn]
-
-    def _new_stream_key(self, channel_arn: str, tags: dict[str, str] | None = None) -> StreamKey:
-        prefix = f"arn:aws:ivs:{self.settings.region}:{self.settings.account_id}:stream-key/"
-        arn = prefix + self._ids.resource_id()
-        while arn in self._stream_keys:
-            arn = prefix + self._ids.resource_id()
-        key = StreamKey(
-            arn=arn,
-            value=self._ids.stream_key_value(self.settings.region),
-            channel_arn=channel_arn,
-            position=next(self._positions),
-        )
-        self._stream_keys[arn] = key
-        self._tags[arn] = dict(tags or {})
-        return key
-
     def _channel_json(self, channel: Channel) -> JsonObject:
         return channel.to_json(
             playback_url=self.playback_url(channel), tags=self._tags[channel.arn]
         )
-
-    def _key_json(self, key: StreamKey) -> JsonObject:
-        return key.to_json(tags=self._tags[key.arn])
-
-
-def _refuse_linked(changes: ChannelChanges) -> None:
-    """Raise ResourceNotFoundException for a linked resource: this local IVS models none."""
-    for member, value in changes.linked().items():
-        if value:
-            raise not_found(f"Resource: {value} not found ({member})")
-
-
-def _links_match(channel: Channel, filters: dict[str, str | None]) -> bool:
-    linked = {
-        "recordingConfigurationArn": channel.recording_configuration_arn,
-        "playbackRestrictionPolicyArn": channel.playback_restriction_policy_arn,
-        "adConfigurationArn": channel.ad_configuration_arn,
-    }
-    return all(not wanted or linked[member] == wanted for member, wanted in filters.items())
-
-
-def _max_results(value: int | None, default: int, maximum: int) -> int:
-    if value is None:
-        return default
-    check_int_range("maxResults", value, 1, maximum)
-    return value
-
-
-def _position(item: Channel | StreamKey | LiveStream) -> int:
-    return item.position
-
-
-def _batch_error(arn: str) -> JsonObject:
-    return {
-        "arn": arn,
-        "code": "ResourceNotFoundException",
-        "message": f"Resource: {arn} not found",
-    }
