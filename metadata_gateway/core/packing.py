@@ -4,10 +4,13 @@ encoding sends it, with due state repeats riding along where there is room."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from metadata_gateway.core.envelope import ENVELOPE_OVERHEAD
-from metadata_gateway.core.pending import Pending
 from metadata_gateway.core.wire import pack_compressed
+
+if TYPE_CHECKING:  # packing only reads cues and sizes; it makes no Pending
+    from metadata_gateway.core.pending import Pending
 
 MAX_PACK_CANDIDATES = 64  # cues tried for one compressed payload: ~8x what usually fits
 
