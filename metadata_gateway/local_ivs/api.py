@@ -30,10 +30,14 @@ def _multitrack(members: Members | None) -> Multitrack | None:
         return None
     defaults = Multitrack()
     enabled = members.boolean("enabled")
+    policy, resolution = members.string("policy"), members.string("maximumResolution")
+    if enabled and (policy is None or resolution is None):
+        missing = "policy" if policy is None else "maximumResolution"
+        raise validation(f"multitrackInputConfiguration.{missing} is required when enabled is true")
     return Multitrack(
         enabled=defaults.enabled if enabled is None else enabled,
-        policy=members.string("policy") or defaults.policy,
-        maximum_resolution=members.string("maximumResolution") or defaults.maximum_resolution,
+        policy=policy or defaults.policy,
+        maximum_resolution=resolution or defaults.maximum_resolution,
     )
 
 
