@@ -97,6 +97,20 @@ def _list_streams(state: LocalIvsState, body: Members) -> JsonObject:
     )
 
 
+def _get_stream_session(state: LocalIvsState, body: Members) -> JsonObject:
+    channel_arn = body.required_string("channelArn")
+    state.get_channel(channel_arn)  # ValidationException or ResourceNotFoundException first
+    return state.sessions.get_stream_session(channel_arn, body.string("streamId"))
+
+
+def _list_stream_sessions(state: LocalIvsState, body: Members) -> JsonObject:
+    channel_arn = body.required_string("channelArn")
+    state.get_channel(channel_arn)
+    return state.sessions.list_stream_sessions(
+        channel_arn, next_token=body.string("nextToken"), max_results=body.integer("maxResults")
+    )
+
+
 def _put_metadata(state: LocalIvsState, body: Members) -> None:
     state.put_metadata(body.required_string("channelArn"), body.required_string("metadata"))
 
@@ -138,6 +152,8 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
         "GetStream": lambda state, body: state.get_stream(body.required_string("channelArn")),
         "ListStreams": _list_streams,
         "StopStream": lambda state, body: state.stop_stream(body.required_string("channelArn")),
+        "GetStreamSession": _get_stream_session,
+        "ListStreamSessions": _list_stream_sessions,
         "PutMetadata": _put_metadata,
         "TagResource": lambda state, body: state.tag_resource(
             body.required_string("resourceArn"), _required_map(body, "tags")

@@ -24,6 +24,7 @@ from metadata_gateway.local_ivs.resources import (
     Multitrack,
     StreamKey,
 )
+from metadata_gateway.local_ivs.sessions import SessionBook
 from metadata_gateway.local_ivs.settings import LocalIvsSettings
 from metadata_gateway.local_ivs.stats import OperationStats
 from metadata_gateway.local_ivs.validation import (
@@ -89,6 +90,7 @@ class LocalIvsState:
         self._events = EventLog(self.settings.max_events)
         self._stats = OperationStats()
         self._stream_listeners: list[StreamListener] = []
+        self.sessions = SessionBook()  # GetStreamSession, ListStreamSessions and their events
 
     def __repr__(self) -> str:
         return (
@@ -268,6 +270,7 @@ class LocalIvsState:
         del self._channels[arn]
         del self._tags[arn]
         self._limiter.forget(arn)
+        self.sessions.forget(arn)
 
     def has_channel(self, arn: str) -> bool:
         """Return whether `arn` names an existing channel."""
@@ -350,6 +353,13 @@ class LocalIvsState:
             started = False
         self._streams[channel_arn] = stream
         if started:
+            self.sessions.started(
+                channel_arn,
+                stream.stream_id,
+                stream.start_time,
+                stream.position,
+                self._channel_json(channel),
+            )
             self._tell_streams(channel_arn, live=True)
         return {"stream": stream.to_json(playback_url=self.playback_url(channel))}
 
@@ -389,6 +399,7 @@ class LocalIvsState:
         self._channel("channelArn", channel_arn)
         self._live(channel_arn)
         del self._streams[channel_arn]
+        self.sessions.ended(channel_arn, self._wall_clock())
         self._tell_streams(channel_arn, live=False)
         return {}
 
