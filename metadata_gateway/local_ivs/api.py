@@ -11,6 +11,7 @@ from types import MappingProxyType
 import orjson
 from aiohttp import web
 
+from metadata_gateway.local_ivs.accounts import Caller, acting_as, caller_for
 from metadata_gateway.local_ivs.errors import UNKNOWN_OPERATION, IvsError, validation
 from metadata_gateway.local_ivs.keys import state_of
 from metadata_gateway.local_ivs.members import Members
@@ -213,10 +214,21 @@ async def _read_body(request: web.Request) -> dict[str, object]:
     return decoded
 
 
-def _answer(state: LocalIvsState, name: str, values: Mapping[str, object]) -> web.Response:
-    """Run operation `name` on `values`, count its outcome and return the wire answer."""
+def _caller(state: LocalIvsState, request: web.Request) -> Caller:
+    return caller_for(
+        request.headers.get("Authorization"),
+        accounts=state.settings.account_keys,
+        default_account=state.settings.account_id,
+    )
+
+
+def _answer(
+    state: LocalIvsState, name: str, values: Mapping[str, object], caller: Caller
+) -> web.Response:
+    """Run operation `name` on `values` as `caller`, count its outcome and return the answer."""
     try:
-        answer = OPERATIONS[name](state, Members(values))
+        with acting_as(caller):
+            answer = OPERATIONS[name](state, Members(values))
     except IvsError as error:
         state.count_outcome(name, error.name)
         return error_response(error)
@@ -279,7 +291,7 @@ async def handle_operation(request: web.Request) -> web.Response:
         faulted = await _faulted(request, state, values)
         if faulted is not None:
             return faulted
-    return _answer(state, name, values)
+    return _answer(state, name, values, _caller(state, request))
 
 
 async def handle_tags(request: web.Request) -> web.Response:
@@ -297,7 +309,7 @@ async def handle_tags(request: web.Request) -> web.Response:
             return error_response(error)
     elif name == "UntagResource" and "tagKeys" in request.query:
         values["tagKeys"] = request.query.getall("tagKeys")
-    return _answer(state, name, values)
+    return _answer(state, name, values, _caller(state, request))
 
 
 async def handle_unknown(request: web.Request) -> web.Response:
