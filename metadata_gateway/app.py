@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from metadata_gateway.accounts import account_sessions
 from metadata_gateway.appkeys import AUTH, GATEWAY, INTAKE, METRICS, RECEIPTS, WS_HUB
 from metadata_gateway.auth import Authenticator
 from metadata_gateway.config import Settings
+from metadata_gateway.events_queue import StreamEventsConsumer
 from metadata_gateway.gateway import Gateway
 from metadata_gateway.http_api import errors_middleware, routes
 from metadata_gateway.intake import LocalIntake
@@ -41,7 +43,9 @@ def create_app(
         target: MetadataSink
         if sink is None:
             target = sender = IvsSender(
-                endpoint_url=settings.endpoint_url, timeout=settings.ivs_timeout
+                endpoint_url=settings.endpoint_url,
+                timeout=settings.ivs_timeout,
+                accounts=account_sessions(settings.accounts, region=settings.region),
             )
             await sender.client(settings.region)  # load the service model now, not on a cue
         else:
@@ -74,6 +78,17 @@ def create_app(
         if settings.tokens:
             app[AUTH] = Authenticator(settings.tokens, settings.channels, clock=gateway.now)
         gateway.start()
+        events: StreamEventsConsumer | None = None
+        if settings.events_queue_url is not None:
+            events = StreamEventsConsumer(
+                gateway.streams,
+                queue_url=settings.events_queue_url,
+                region=settings.region,
+                endpoint_url=settings.sqs_endpoint_url,
+                now=gateway.now,
+                registry=metrics.registry,
+            )
+            await events.start()
         if runtime is not None:
             await runtime.start(gateway, receipts)
             assert runtime.intake is not None
@@ -83,6 +98,8 @@ def create_app(
         try:
             yield
         finally:
+            if events is not None:
+                await events.close()
             await hub.close_all()
             if runtime is not None:
                 await runtime.close()  # queued cues stay in Redis for the next owner

@@ -32,6 +32,7 @@ from metadata_gateway.idempotency import IdState, RecentIds
 from metadata_gateway.ivs import MetadataSink, Outcome
 from metadata_gateway.rate_limit import WINDOW_S
 from metadata_gateway.scheduler import BudgetScheduler, RetryPolicy
+from metadata_gateway.stream_sessions import StreamSessions
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Gateway:
 
         self._empty = asyncio.Event()
         self._empty.set()
+        # What IVS's stream events and answers say about each channel's broadcast.
+        self.streams = StreamSessions(self)
         for arn in settings.channels.values():
             self.channel(arn)
 
@@ -417,6 +420,7 @@ class Gateway:
             listener=self,
             margin=self.settings.window_margin,
             retry=self.retry,
+            on_not_broadcasting=self.streams.not_broadcasting,
         )
         if self._started:
             self._start_dispatcher(budget)
@@ -485,6 +489,15 @@ class Gateway:
     ) -> None:
         """Forget the ids (a dropped cue may be sent again) and release the cues' room."""
         self._dropped(cues, channel, reason, now, release=True)
+
+    def drop_repeating(
+        self, channel: Channel, cues: Sequence[Pending], reason: DropReason, now: float
+    ) -> None:
+        """Stop repeating these state cues of `channel` (their room was released when sent)."""
+        for pending in cues:
+            channel.queue.cancel(pending.cue.id)
+        if cues:
+            self._dropped(cues, channel.arn.arn, reason, now, release=False)
 
     def _dropped(
         self,

@@ -9,6 +9,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from metadata_gateway.local_ivs.accounts import (
+    acting_account,
+    channel_account,
+    current_caller,
+    owns,
+    require_owner,
+)
 from metadata_gateway.local_ivs.errors import IvsError, not_found, validation
 from metadata_gateway.local_ivs.events import EventLog, Listener, MetadataEvent
 from metadata_gateway.local_ivs.faults import FaultInjector
@@ -24,6 +31,7 @@ from metadata_gateway.local_ivs.resources import (
     Multitrack,
     StreamKey,
 )
+from metadata_gateway.local_ivs.sessions import SessionBook
 from metadata_gateway.local_ivs.settings import LocalIvsSettings
 from metadata_gateway.local_ivs.stats import OperationStats
 from metadata_gateway.local_ivs.validation import (
@@ -89,6 +97,7 @@ class LocalIvsState:
         self._events = EventLog(self.settings.max_events)
         self._stats = OperationStats()
         self._stream_listeners: list[StreamListener] = []
+        self.sessions = SessionBook()  # GetStreamSession, ListStreamSessions and their events
 
     def __repr__(self) -> str:
         return (
@@ -161,6 +170,8 @@ class LocalIvsState:
     def batch_get_channel(self, arns: list[str]) -> JsonObject:
         """BatchGetChannel: known channels, and a ResourceNotFoundException per unknown ARN."""
         check_arn_list("arns", arns, check_channel_arn)
+        for arn in arns:
+            require_owner(arn)
         channels = [
             self._channel_json(self._channels[arn]) for arn in arns if arn in self._channels
         ]
@@ -200,6 +211,7 @@ class LocalIvsState:
             for channel in self._channels.values()
             if (not filter_by_name or filter_by_name in channel.name)
             and _links_match(channel, linked_filters)
+            and owns(channel.arn, self.settings.account_id)
         ]
         page, token = paginate(
             matching,
@@ -268,6 +280,7 @@ class LocalIvsState:
         del self._channels[arn]
         del self._tags[arn]
         self._limiter.forget(arn)
+        self.sessions.forget(arn)
 
     def has_channel(self, arn: str) -> bool:
         """Return whether `arn` names an existing channel."""
@@ -298,6 +311,8 @@ class LocalIvsState:
     def batch_get_stream_key(self, arns: list[str]) -> JsonObject:
         """BatchGetStreamKey: known keys, and a ResourceNotFoundException entry per unknown ARN."""
         check_arn_list("arns", arns, check_stream_key_arn)
+        for arn in arns:
+            require_owner(arn)
         keys = [self._key_json(self._stream_keys[arn]) for arn in arns if arn in self._stream_keys]
         errors = [_batch_error(arn) for arn in arns if arn not in self._stream_keys]
         return {"streamKeys": keys, "errors": errors}
@@ -350,6 +365,13 @@ class LocalIvsState:
             started = False
         self._streams[channel_arn] = stream
         if started:
+            self.sessions.started(
+                channel_arn,
+                stream.stream_id,
+                stream.start_time,
+                stream.position,
+                self._channel_json(channel),
+            )
             self._tell_streams(channel_arn, live=True)
         return {"stream": stream.to_json(playback_url=self.playback_url(channel))}
 
@@ -371,7 +393,12 @@ class LocalIvsState:
             check_enum("filterBy.health", health, STREAM_HEALTHS)
         limit = _max_results(max_results, DEFAULT_STREAM_RESULTS, MAX_STREAM_RESULTS)
         streams = sorted(self._streams.values(), key=_position)
-        matching = [stream for stream in streams if health is None or stream.health == health]
+        matching = [
+            stream
+            for stream in streams
+            if (health is None or stream.health == health)
+            and owns(stream.channel_arn, self.settings.account_id)
+        ]
         page, token = paginate(
             matching,
             position_of=_position,
@@ -389,6 +416,7 @@ class LocalIvsState:
         self._channel("channelArn", channel_arn)
         self._live(channel_arn)
         del self._streams[channel_arn]
+        self.sessions.ended(channel_arn, self._wall_clock())
         self._tell_streams(channel_arn, live=False)
         return {}
 
@@ -417,7 +445,9 @@ class LocalIvsState:
         self._channel("channelArn", channel_arn)
         self._live(channel_arn)
         # Every channel here belongs to the one account and region this state plays.
-        account = f"{self.settings.region}:{self.settings.account_id}"
+        # Each account has its own quota: the channel's, whoever signed (another account's
+        # channel was refused before this).
+        account = f"{self.settings.region}:{channel_account(channel_arn, self.settings.account_id)}"
         arrival = self._clock()
         verdict = self._limiter.acquire(channel_arn, account, arrival)
         if verdict is Verdict.CHANNEL_LIMIT:
@@ -436,6 +466,7 @@ class LocalIvsState:
             time=self._wall_origin + (arrival - self._clock_origin),
             channel_arn=channel_arn,
             metadata=metadata,
+            access_key_id=caller.access_key_id if (caller := current_caller()) else None,
         )
         self._events.append(event)
         return event
@@ -509,10 +540,12 @@ class LocalIvsState:
         return f"{self.base_url}/_local/playback/{channel.channel_id}.m3u8"
 
     def _channel_arn(self, channel_id: str) -> str:
-        return f"arn:aws:ivs:{self.settings.region}:{self.settings.account_id}:channel/{channel_id}"
+        account = acting_account(self.settings.account_id)
+        return f"arn:aws:ivs:{self.settings.region}:{account}:channel/{channel_id}"
 
     def _channel(self, field: str, arn: str) -> Channel:
         check_channel_arn(field, arn)
+        require_owner(arn)
         channel = self._channels.get(arn)
         if channel is None:
             raise not_found(f"Resource: {arn} not found")
@@ -520,6 +553,7 @@ class LocalIvsState:
 
     def _stream_key(self, field: str, arn: str) -> StreamKey:
         check_stream_key_arn(field, arn)
+        require_owner(arn)
         key = self._stream_keys.get(arn)
         if key is None:
             raise not_found(f"Resource: {arn} not found")
@@ -533,6 +567,7 @@ class LocalIvsState:
 
     def _tags_of(self, resource_arn: str) -> dict[str, str]:
         check_resource_arn("resourceArn", resource_arn)
+        require_owner(resource_arn)
         tags = self._tags.get(resource_arn)
         if tags is None:
             raise not_found(f"Resource: {resource_arn} not found")
@@ -542,7 +577,8 @@ class LocalIvsState:
         return [key for key in self._stream_keys.values() if key.channel_arn == channel_arn]
 
     def _new_stream_key(self, channel_arn: str, tags: dict[str, str] | None = None) -> StreamKey:
-        prefix = f"arn:aws:ivs:{self.settings.region}:{self.settings.account_id}:stream-key/"
+        account = channel_account(channel_arn, self.settings.account_id)
+        prefix = f"arn:aws:ivs:{self.settings.region}:{account}:stream-key/"
         arn = prefix + self._ids.resource_id()
         while arn in self._stream_keys:
             arn = prefix + self._ids.resource_id()
