@@ -71,6 +71,9 @@ class Settings:
     insecure_no_auth: bool = False
     redis_url: str | None = None  # set: distributed mode (docs/scaling.md)
     redis_partitions: int = 16  # streams the channels are hashed over; fixed for a deployment
+    # Replicas that must have a cue before it is answered 202 (Redis WAIT); 1 with Sentinel, so
+    # that a failover keeps every acknowledged cue (docs/scaling.md).
+    redis_wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -121,6 +124,8 @@ class Settings:
             )
         if not 1 <= self.redis_partitions <= 1024:
             raise ConfigError(f"redis_partitions must be 1-1024, not {self.redis_partitions}")
+        if not 0 <= self.redis_wait_replicas <= 16:
+            raise ConfigError(f"redis_wait_replicas must be 0-16, not {self.redis_wait_replicas}")
         if self.window_margin < 0:
             raise ConfigError("window_margin must not be negative")
         if not 0 <= self.startup_hold <= 60:

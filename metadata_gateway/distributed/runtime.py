@@ -55,7 +55,11 @@ class DistributedRuntime:
             margin=settings.window_margin,
             partitions=settings.redis_partitions,
         )
-        self.store = CueStore(self.redis, partitions=settings.redis_partitions)
+        self.store = CueStore(
+            self.redis,
+            partitions=settings.redis_partitions,
+            wait_replicas=settings.redis_wait_replicas,
+        )
         # Ids unique across replicas: a longer random prefix than a single process needs.
         self.new_id: Callable[[], str] = _replica_ids()
         self.intake: RedisIntake | None = None
