@@ -76,6 +76,7 @@ def create_app(
         gateway.start()
         if runtime is not None:
             await runtime.start(gateway, receipts)
+            runtime.report_to(metrics)
             assert runtime.intake is not None
             app[INTAKE] = runtime.intake
         else:

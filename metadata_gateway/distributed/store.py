@@ -13,6 +13,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from metadata_gateway.cues import Cue, Priority
 from metadata_gateway.distributed.keys import GROUP, PartitionKeys, partition_of
+from metadata_gateway.distributed.probe import RedisProbe
 
 _Arg = bytes | str | int | float
 IDEMPOTENCY_TTL_MS = 600_000  # the README's 10 minutes for ids queued or delivered
@@ -203,8 +204,16 @@ def decode_entry(partition: int, entry_id: bytes | str, fields: dict[Any, Any]) 
 class CueStore:
     """The partitioned streams of accepted cues."""
 
-    def __init__(self, redis: Redis, *, partitions: int, wait_replicas: int = 0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        partitions: int,
+        wait_replicas: int = 0,
+        probe: RedisProbe | None = None,
+    ) -> None:
         self.redis = redis
+        self.probe = probe or RedisProbe()
         self.partitions = partitions
         self.wait_replicas = wait_replicas
         self._accept = redis.register_script(_ACCEPT)
@@ -248,7 +257,8 @@ class CueStore:
             keys += [part.stream, part.counts, part.idempotency(cue.channel, cue.id)]
             args += [cue.channel, int(cue.client_id), len(cue.item), encode_cue(cue)]
         if not self.wait_replicas:
-            answer = await self._accept(keys=keys, args=args)
+            with self.probe.timed("accept"):
+                answer = await self._accept(keys=keys, args=args)
         else:
             # WAIT counts the writes of its own connection: one pipeline, one connection.
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -282,7 +292,8 @@ class CueStore:
                     "d" if item.delivered else "x",
                     int(item.client_id),
                 ]
-            await self._settle(keys=keys, args=args)
+            with self.probe.timed("settle"):
+                await self._settle(keys=keys, args=args)
 
 
 def _text(value: object) -> str:
