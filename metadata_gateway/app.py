@@ -91,6 +91,7 @@ def create_app(
             await events.start()
         if runtime is not None:
             await runtime.start(gateway, receipts)
+            runtime.report_to(metrics)
             assert runtime.intake is not None
             app[INTAKE] = runtime.intake
         else:

@@ -50,6 +50,11 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--events-probe-interval", type=float, help="offline probe while events flow (30 s)")
     add("--offline-probe-interval", type=float, help="probe of offline channels (default 3 s)")
     add("--redis-url", help="Redis for distributed mode, e.g. redis://host:6379/0 (MG_REDIS_URL)")
+    add(
+        "--redis-wait-replicas",
+        type=int,
+        help="Redis replicas that must have a cue before it is acknowledged (default 0)",
+    )
     add("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     add("--tokens-file", metavar="FILE", help="TOML file of [[tokens]] (also MG_TOKENS_FILE)")
     add(

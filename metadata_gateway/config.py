@@ -78,6 +78,9 @@ class Settings:
     events_probe_interval: float = 30.0  # offline channels' probe while events flow
     # [accounts."<12-digit id>"]: whose credentials call the channels of that account.
     accounts: Mapping[str, AccountCredentials] = field(default_factory=lambda: MappingProxyType({}))
+    # Replicas that must have a cue before it is answered 202 (Redis WAIT); 1 with Sentinel, so
+    # that a failover keeps every acknowledged cue (docs/scaling.md).
+    redis_wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -135,6 +138,8 @@ class Settings:
             raise ConfigError("events_queue_url must be the queue's URL (https://sqs...)")
         if not 1 <= self.redis_partitions <= 1024:
             raise ConfigError(f"redis_partitions must be 1-1024, not {self.redis_partitions}")
+        if not 0 <= self.redis_wait_replicas <= 16:
+            raise ConfigError(f"redis_wait_replicas must be 0-16, not {self.redis_wait_replicas}")
         if self.window_margin < 0:
             raise ConfigError("window_margin must not be negative")
         if not 0 <= self.startup_hold <= 60:
