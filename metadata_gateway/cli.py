@@ -42,7 +42,19 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="payloads as plain JSON (default) or deflated for the gateway's decoders",
     )
     add("--max-cue-bytes", type=int, help="largest cue envelope, sent in parts (default 16384)")
+    add(
+        "--events-queue-url",
+        help="SQS queue of IVS stream events from an EventBridge rule (MG_EVENTS_QUEUE_URL)",
+    )
+    add("--sqs-endpoint-url", help="SQS endpoint for --events-queue-url, e.g. a local one")
+    add("--events-probe-interval", type=float, help="offline probe while events flow (30 s)")
+    add("--offline-probe-interval", type=float, help="probe of offline channels (default 3 s)")
     add("--redis-url", help="Redis for distributed mode, e.g. redis://host:6379/0 (MG_REDIS_URL)")
+    add(
+        "--redis-wait-replicas",
+        type=int,
+        help="Redis replicas that must have a cue before it is acknowledged (default 0)",
+    )
     add("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     add("--tokens-file", metavar="FILE", help="TOML file of [[tokens]] (also MG_TOKENS_FILE)")
     add(

@@ -17,6 +17,7 @@ from metadata_gateway.core.channel_queue import Encoding
 from metadata_gateway.core.cues import DEFAULT_MAX_CUE_BYTES, MAX_CUE_BYTES, resolve_channel
 from metadata_gateway.core.errors import CueError
 from metadata_gateway.ingress.auth import TokenSpec
+from metadata_gateway.sending.accounts import AccountCredentials, parse_accounts
 
 IVS_CHANNEL_RATE = 5  # PutMetadata calls/s per channel, an IVS quota that cannot be raised
 IVS_ACCOUNT_RATE = 155  # PutMetadata calls/s per account and region, likewise fixed
@@ -71,6 +72,15 @@ class Settings:
     insecure_no_auth: bool = False
     redis_url: str | None = None  # set: distributed mode (docs/scaling.md)
     redis_partitions: int = 16  # streams the channels are hashed over; fixed for a deployment
+    # IVS stream events (README "Stream events"): the SQS queue an EventBridge rule fills.
+    events_queue_url: str | None = None
+    sqs_endpoint_url: str | None = None  # a local SQS server, for development
+    events_probe_interval: float = 30.0  # offline channels' probe while events flow
+    # [accounts."<12-digit id>"]: whose credentials call the channels of that account.
+    accounts: Mapping[str, AccountCredentials] = field(default_factory=lambda: MappingProxyType({}))
+    # Replicas that must have a cue before it is answered 202 (Redis WAIT); 1 with Sentinel, so
+    # that a failover keeps every acknowledged cue (docs/scaling.md).
+    redis_wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -107,6 +117,7 @@ class Settings:
             "drain_timeout",
             "ivs_timeout",
             "offline_probe_interval",
+            "events_probe_interval",
             "ws_heartbeat",
             "keepalive_timeout",
             "body_timeout",
@@ -119,8 +130,16 @@ class Settings:
             raise ConfigError(
                 "redis_url must start with redis://, rediss://, unix:// or redis+sentinel://"
             )
+        if self.sqs_endpoint_url is not None and self.events_queue_url is None:
+            raise ConfigError("sqs_endpoint_url is used only with events_queue_url")
+        if self.events_queue_url is not None and not self.events_queue_url.startswith(
+            ("https://", "http://")
+        ):
+            raise ConfigError("events_queue_url must be the queue's URL (https://sqs...)")
         if not 1 <= self.redis_partitions <= 1024:
             raise ConfigError(f"redis_partitions must be 1-1024, not {self.redis_partitions}")
+        if not 0 <= self.redis_wait_replicas <= 16:
+            raise ConfigError(f"redis_wait_replicas must be 0-16, not {self.redis_wait_replicas}")
         if self.window_margin < 0:
             raise ConfigError("window_margin must not be negative")
         if not 0 <= self.startup_hold <= 60:
@@ -212,7 +231,7 @@ def load_settings(
         values["tokens"] = (*values.get("tokens", ()), *extra.get("tokens", ()))
     for name in _FIELDS:
         raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is not None and name not in ("channels", "tokens", "channel_options"):
+        if raw is not None and name not in ("channels", "tokens", "channel_options", "accounts"):
             values[name] = _convert(name, raw, source=f"{ENV_PREFIX}{name.upper()}")
     values.update({k: v for k, v in flags.items() if k in _FIELDS})
     if "channels" in values:
@@ -255,6 +274,11 @@ def _from_toml(path: Path) -> dict[str, Any]:
             values[name] = value
         elif name == "tokens":
             values[name] = tuple(_token(entry, path) for entry in _as_list(value, path))
+        elif name == "accounts":
+            try:
+                values[name] = MappingProxyType(parse_accounts(value))
+            except ValueError as exc:
+                raise ConfigError(f"config file {path}: {exc}") from None
         elif name == "regions":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"config file {path}: regions must be a list of region names")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from metadata_gateway.local_ivs.events import max_in_window as max_in_window
 
 START_TIMEOUT_S = 15.0
 REDIS_TEST_FLAGS = ("--save", "", "--appendonly", "no")  # tests only; production wants AOF
+# Redis as production runs it: every acknowledged write in the AOF, fsynced before the reply.
+AOF_ALWAYS = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
 
 
 def free_port() -> int:
@@ -37,15 +40,24 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    """A redis-server on a fixed random loopback port with a temp dir, no persistence."""
+    """A redis-server on a fixed random loopback port with a temp dir (kept across restarts),
+    no persistence unless `flags` say otherwise; a replica of `replica_of` (a port) if given."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        flags: Sequence[str] = REDIS_TEST_FLAGS,
+        replica_of: int | None = None,
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.port = free_port()
         self._argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", directory]
-        self._argv += REDIS_TEST_FLAGS
+        self._argv += flags
+        if replica_of is not None:
+            self._argv += ["--replicaof", "127.0.0.1", str(replica_of)]
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,6 +76,13 @@ class RedisProcess:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.02)
 
+    def kill(self) -> None:
+        """SIGKILL: what the AOF holds is all that survives."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
@@ -77,10 +96,12 @@ class RedisProcess:
 
 
 @contextlib.contextmanager
-def redis_process() -> Iterator[RedisProcess]:
+def redis_process(
+    *, flags: Sequence[str] = REDIS_TEST_FLAGS, replica_of: int | None = None
+) -> Iterator[RedisProcess]:
     """A started `RedisProcess`, stopped (and its directory removed) afterwards."""
     with tempfile.TemporaryDirectory(prefix="mg-redis-") as tmp:
-        server = RedisProcess(tmp)
+        server = RedisProcess(tmp, flags=flags, replica_of=replica_of)
         try:
             server.start()
             yield server
@@ -89,9 +110,11 @@ def redis_process() -> Iterator[RedisProcess]:
 
 
 @contextlib.contextmanager
-def redis_sentinel(primary_port: int, service: str) -> Iterator[int]:
+def redis_sentinel(
+    primary_port: int, service: str, *, quorum: int = 1, down_after_ms: int = 30_000
+) -> Iterator[int]:
     """A Redis Sentinel (redis-server --sentinel) watching the primary on `primary_port`; its
-    port."""
+    port. `down_after_ms` without an answer, `quorum` Sentinels agree the primary is down."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -100,7 +123,9 @@ def redis_sentinel(primary_port: int, service: str) -> Iterator[int]:
         conf = Path(tmp) / "sentinel.conf"
         conf.write_text(
             f"port {port}\nbind 127.0.0.1\ndir {tmp}\n"
-            f"sentinel monitor {service} 127.0.0.1 {primary_port} 1\n"
+            f"sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+            f"sentinel failover-timeout {service} 10000\n"
         )
         proc = subprocess.Popen(
             [binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -218,6 +243,12 @@ class LoadResult:
     accepted: set[str] = field(default_factory=set)
     refused: int = 0  # cues no replica accepted
     reasons: Counter[str] = field(default_factory=Counter)  # failed attempts, by status or error
+    answered_at: list[float] = field(default_factory=list)  # wall clock of each 202
+
+    def longest_gap(self, after: float) -> float:
+        """The longest time without a 202 from `after` on (a failover's cost to clients)."""
+        times = [after, *sorted(t for t in self.answered_at if t > after)]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 async def post_load(
@@ -257,6 +288,7 @@ async def post_load(
                 async with http.post(f"{url}/v1/cues", json={"cues": cues}) as response:
                     if response.status == 202:
                         result.accepted.update(c["id"] for c in cues)
+                        result.answered_at.append(time.time())
                         break
                     result.reasons[str(response.status)] += len(cues)
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -271,3 +303,69 @@ def delivered_ids(events: Sequence[MetadataEvent]) -> list[str]:
     for event in events:
         ids.extend(item["i"] for item in orjson.loads(event.metadata)["c"])
     return ids
+
+
+@dataclass(frozen=True)
+class Audit:
+    """What the local IVS received, as the distributed guarantees are stated."""
+
+    delivered: Counter[str]  # cue id -> times sent
+    first_seen: dict[str, float]  # cue id -> arrival of its first call
+    worst_channel: int  # most calls on one channel in any 1 s window
+    worst_account: int  # most calls on the account in any 1 s window
+    calls: int
+
+    @property
+    def repeats(self) -> dict[str, int]:
+        """Cue ids sent more than once, with the number of extra sends."""
+        return {i: n - 1 for i, n in self.delivered.items() if n > 1}
+
+    def summary(self) -> str:
+        return (
+            f"calls={self.calls} delivered={len(self.delivered)} "
+            f"repeats={sum(self.repeats.values())} max/channel/s={self.worst_channel} "
+            f"max/account/s={self.worst_account}"
+        )
+
+
+def audit(events: Sequence[MetadataEvent]) -> Audit:
+    """Count deliveries and repeats, and the worst 1 s windows per channel and account."""
+    first_seen: dict[str, float] = {}
+    per_channel: dict[str, list[float]] = {}
+    for event in events:
+        for item in orjson.loads(event.metadata)["c"]:
+            first_seen.setdefault(item["i"], event.time)
+        per_channel.setdefault(event.channel_arn, []).append(event.time)
+    return Audit(
+        delivered=Counter(delivered_ids(events)),
+        first_seen=first_seen,
+        worst_channel=max((max_in_window(t) for t in per_channel.values()), default=0),
+        worst_account=max_in_window([e.time for e in events]),
+        calls=len(events),
+    )
+
+
+async def wait_delivered(
+    events: Callable[[], Sequence[MetadataEvent]],
+    accepted: set[str],
+    *,
+    dropped: Callable[[], set[str]] = set,
+    stall_s: float = 10.0,
+) -> None:
+    """Return once every accepted cue reached IVS (or was reported dropped); fail once
+    deliveries stall that long with some missing, however loaded the machine."""
+    delivered = 0
+    progress_at = time.monotonic()
+    while True:
+        seen = set(delivered_ids(events()))
+        missing = accepted - seen - dropped()
+        if not missing:
+            return
+        if len(seen) > delivered:
+            delivered, progress_at = len(seen), time.monotonic()
+        elif time.monotonic() - progress_at > stall_s:
+            raise AssertionError(
+                f"{len(missing)} accepted cues never delivered nor dropped "
+                f"(none delivered in the last {stall_s} s), e.g. {sorted(missing)[:5]}"
+            )
+        await asyncio.sleep(0.1)

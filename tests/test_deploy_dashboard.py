@@ -1,7 +1,8 @@
-"""The Grafana dashboard and the rules against a real Prometheus scraping a real gateway.
+"""The Grafana dashboard and the rules against a real Prometheus scraping real gateways.
 
-One module-wide stack: the gateway (`serve --local-ivs`) and Debian's Prometheus, both on
-127.0.0.1 at free ports, Prometheus scraping every second with the rules of deploy/prometheus
+One module-wide stack on 127.0.0.1 at free ports: a gateway (`serve --local-ivs`), two
+distributed replicas sharing a `redis-server` and sending to that gateway's local IVS, and
+Debian's Prometheus scraping all three every second with the rules of deploy/prometheus
 loaded. The Compose demo's load script pushes a few seconds of cues, bad ones included, then
 every query of the dashboard and of the rules goes through Prometheus's HTTP API.
 """
@@ -28,6 +29,7 @@ from typing import Any, BinaryIO
 
 import pytest
 import yaml
+from distributed_harness import Replica, redis_process
 from prometheus_client.parser import text_string_to_metric_families
 
 from metadata_gateway.config import Settings
@@ -173,6 +175,7 @@ class Stack:
     prometheus_url: str
     gateway: subprocess.Popen[bytes]
     logs: dict[str, Path]
+    replicas: list[Replica]
 
     def api(self, path: str, **params: str) -> tuple[int, dict[str, Any]]:
         """Call Prometheus's HTTP API; return the status and the decoded answer."""
@@ -205,16 +208,19 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The gateway and Prometheus, started, scraping, with the load already sent."""
     prometheus = require("prometheus")
+    require("redis-server")
     tmp = tmp_path_factory.mktemp("stack")
-    gateway_port, ivs_port, prometheus_port = free_ports(3)
+    gateway_port, ivs_port, prometheus_port, *replica_ports = free_ports(5)
     logs = {name: tmp / f"{name}.log" for name in ("gateway", "prometheus", "load")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("MG_")}
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(RULES_DIR / "*.yml")]
-    config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{gateway_port}"]}]
+    targets = [f"127.0.0.1:{port}" for port in (gateway_port, *replica_ports)]
+    config["scrape_configs"][0]["static_configs"] = [{"targets": targets}]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     with (
+        redis_process() as redis,
         logs["gateway"].open("wb") as gateway_log,
         logs["prometheus"].open("wb") as prometheus_log,
     ):
@@ -238,16 +244,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             prometheus_log,
             env,
         )
+        replica_args = [
+            *("--endpoint-url", f"http://127.0.0.1:{ivs_port}", "--redis-url", redis.url),
+            *("--insecure-no-auth", "--log-level", "warning"),
+        ]
+        group = [
+            Replica(port, replica_args, tmp / f"replica{i}.log")
+            for i, port in enumerate(replica_ports)
+        ]
         try:
             running = Stack(
                 gateway_url=f"http://127.0.0.1:{gateway_port}",
                 prometheus_url=f"http://127.0.0.1:{prometheus_port}",
                 gateway=gateway,
                 logs=logs,
+                replicas=group,
             )
             wait_until_ok(f"{running.gateway_url}/readyz", gateway, logs["gateway"])
+            for replica in group:
+                replica.start()
+            for replica in group:
+                assert replica.proc is not None
+                wait_until_ok(f"{replica.url}/readyz", replica.proc, replica.log)
             wait_until_ok(f"{running.prometheus_url}/-/ready", server, logs["prometheus"])
-            running.query_until_data(f'up{{job="{job_name()}"}} == 1')
+            running.query_until_data(f'count(up{{job="{job_name()}"}} == 1) == 3')
             load = subprocess.run(
                 [
                     *(sys.executable, str(LOAD_SCRIPT), "--url", running.gateway_url),
@@ -262,6 +282,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield running
         finally:
             stop(server)
+            for replica in group:
+                replica.stop()
             stop(gateway)
 
 
@@ -368,14 +390,17 @@ def test_template_variables_find_the_gateway(stack: Stack) -> None:
 
 
 def test_queries_name_only_metrics_the_gateway_exports(stack: Stack) -> None:
-    """Every metric the dashboard and rules mention is in the gateway's /metrics."""
-    status, body = get(f"{stack.gateway_url}/metrics")
-    assert status == 200
-    exported = {
-        sample.name
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-    }
+    """Every metric the dashboard and rules mention is in a gateway's /metrics (a distributed
+    replica's for the ownership and Redis figures)."""
+    exported: set[str] = set()
+    for url in (stack.gateway_url, stack.replicas[0].url):
+        status, body = get(f"{url}/metrics")
+        assert status == 200
+        exported |= {
+            sample.name
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
     texts = [target["expr"] for panel in panels() for target in panel["targets"]]
     texts += [rule["expr"] for rule in rules()]
     # Raw metric names only: not the middle part of a recorded series, level:metric:operations.
@@ -407,6 +432,27 @@ def test_rule_expression_parses(stack: Stack, rule: dict[str, Any]) -> None:
     if "record" in rule:
         stack.query_until_data(rule["record"])
     stack.query(rule["expr"])
+
+
+def test_rules_and_panels_aggregate_across_replicas(stack: Stack) -> None:
+    """With two replicas scraped, the deployment-wide series add them up: together they own every
+    partition, each owns only part, and no partition alert fires."""
+    (owned,) = stack.query_until_data("job:metadata_gateway_partitions_owned:sum")
+    (total,) = stack.query_until_data("job:metadata_gateway_partitions:max")
+    assert float(owned["value"][1]) == float(total["value"][1]) == 16
+    per_replica = stack.query_until_data("metadata_gateway_partitions_owned")
+    assert len(per_replica) == 2
+    assert all(0 < float(series["value"][1]) < 16 for series in per_replica)
+    (panel,) = [
+        target["expr"]
+        for panel in panels()
+        for target in panel["targets"]
+        if panel["title"] == "Partitions owned" and target["refId"] == "B"
+    ]
+    (summed,) = stack.query_until_data(grafana_expand(panel))
+    assert float(summed["value"][1]) == 16
+    alerts = stack.query('ALERTS{alertname="MetadataGatewayPartitionsUnowned"}')
+    assert alerts == []
 
 
 def test_gateway_exits_zero_on_sigterm(stack: Stack) -> None:

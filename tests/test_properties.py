@@ -286,6 +286,7 @@ FIELD_VALUES = {
     | INTS
     | JSON,
     "repeat_ms": st.integers(0, 10**7) | JSON,
+    "persist": st.booleans() | JSON,
 }
 # Objects that get past the first checks: known fields with wrong, odd or right values.
 NEAR_CUES = st.fixed_dictionaries(

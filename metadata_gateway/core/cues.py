@@ -23,7 +23,18 @@ CUE_TYPES = ("quiz", "poll", "caption", "custom", "raw", "state")
 DEFAULT_TTL_S = {"caption": 4.0, "poll": 10.0, "state": 600.0}
 FALLBACK_TTL_S = 30.0  # quiz, custom and raw cues
 CUE_FIELDS = frozenset(
-    {"channel", "type", "data", "id", "key", "ttl_ms", "priority", "not_before", "repeat_ms"}
+    {
+        "channel",
+        "type",
+        "data",
+        "id",
+        "key",
+        "ttl_ms",
+        "priority",
+        "not_before",
+        "repeat_ms",
+        "persist",
+    }
 )
 MIN_REPEAT_MS = 1_000  # a state re-sent more often than once a second would crowd out fresh cues
 DEFAULT_REPEAT_MS = 5_000
@@ -54,6 +65,7 @@ class Cue:
     client_id: bool  # the id came from the client, so it is an idempotency key
     not_before: float | None = None  # unix seconds; held until then
     repeat: float | None = None  # seconds between re-sends of a state cue
+    persist: bool = False  # a state that goes on repeating after the stream session ends
 
     @property
     def raw(self) -> bool:
@@ -124,6 +136,7 @@ def parse_cue(
     priority = _parse_priority(obj.get("priority"))
     not_before = _parse_not_before(obj.get("not_before"))
     repeat = _parse_repeat(obj.get("repeat_ms"), cue_type)
+    persist = _parse_persist(obj.get("persist"), cue_type)
     if cue_type == "raw":
         item = data.encode()
         size, limit = len(item), MAX_METADATA_BYTES
@@ -151,6 +164,7 @@ def parse_cue(
         client_id=client_id,
         not_before=not_before,
         repeat=repeat,
+        persist=persist,
     )
 
 
@@ -265,3 +279,13 @@ def _parse_repeat(value: object, cue_type: str) -> float | None:
             field="repeat_ms",
         )
     return value / 1000
+
+
+def _parse_persist(value: object, cue_type: str) -> bool:
+    if value is None:
+        return False
+    if cue_type != "state":
+        raise invalid_cue("persist applies to state cues only", field="persist")
+    if not isinstance(value, bool):
+        raise invalid_cue("persist must be true or false", field="persist")
+    return value

@@ -18,6 +18,7 @@ class DropReason(StrEnum):
     IVS_ERROR = "ivs_error"
     SHUTDOWN = "shutdown"
     CANCELLED = "cancelled"
+    SESSION_ENDED = "session_ended"  # a state cue whose stream session ended (not persist)
 
 
 class DeliveryListener(Protocol):

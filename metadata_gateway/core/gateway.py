@@ -22,6 +22,7 @@ from metadata_gateway.core.events import DeliveryListener, DropReason
 from metadata_gateway.core.idempotency import IdState, RecentIds
 from metadata_gateway.core.ivs import Outcome
 from metadata_gateway.core.scheduler import BudgetScheduler, RetryPolicy
+from metadata_gateway.core.stream_sessions import StreamSessions
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class Gateway:
         self.total_bytes = 0
         self.draining = False
         self.ivs_trouble: tuple[float, str] | None = None  # since when, and what IVS calls end in
+        # What IVS's stream events and answers say about each channel's broadcast.
+        self.streams = StreamSessions(self)
         for arn in settings.channels.values():
             self.channel(arn)
 
@@ -240,6 +243,7 @@ class Gateway:
             listener=self,
             margin=self.settings.window_margin,
             retry=self.retry,
+            on_not_broadcasting=self.streams.not_broadcasting,
         )
         self.observer.budget_added(budget)
 
@@ -259,6 +263,15 @@ class Gateway:
     ) -> None:
         """Forget the ids (a dropped cue may be sent again) and release the cues' room."""
         self._dropped(cues, channel, reason, now, release=True)
+
+    def drop_repeating(
+        self, channel: Channel, cues: Sequence[Pending], reason: DropReason, now: float
+    ) -> None:
+        """Stop repeating these state cues of `channel` (their room was released when sent)."""
+        for pending in cues:
+            channel.queue.cancel(pending.cue.id)
+        if cues:
+            self._dropped(cues, channel.arn.arn, reason, now, release=False)
 
     def _dropped(
         self,

@@ -17,6 +17,7 @@ import heapq
 import itertools
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from metadata_gateway.core.channel import Channel, Slot
@@ -68,8 +69,12 @@ class BudgetScheduler:
         listener: DeliveryListener,
         margin: float = 0.0,
         retry: RetryPolicy | None = None,
+        on_not_broadcasting: Callable[[Channel, float, float], None] | None = None,
     ) -> None:
         self.limiter = SlidingWindowLimiter(account_rate, margin=margin)
+        # Told (channel, call start, now) when IVS says a channel is not live, before the
+        # channel waits: it may shorten or lengthen the wait, or end the channel's states.
+        self.on_not_broadcasting = on_not_broadcasting
         self.listener = listener
         self.retry = retry or RetryPolicy()
         self._high: deque[Channel] = deque()
@@ -188,6 +193,8 @@ class BudgetScheduler:
             if outcome.retryable:
                 channel.failures += 1
                 channel.backoff_until = now + self.retry.backoff(outcome, channel.failures)
+                if outcome is Outcome.NOT_BROADCASTING and self.on_not_broadcasting is not None:
+                    self.on_not_broadcasting(channel, dispatch.started, now)
                 superseded = channel.queue.requeue(batch)
                 if superseded:
                     self.listener.cues_dropped(arn, superseded, DropReason.SUPERSEDED, now)
@@ -198,6 +205,15 @@ class BudgetScheduler:
                 if lost:
                     self.listener.cues_dropped(arn, lost, DropReason.IVS_ERROR, now)
         self._schedule(channel, now)
+        self._arm(channel, now)
+
+    def wake(self, channel: Channel, now: float) -> None:
+        """Let a channel whose back-off no longer holds (its stream started) take its turn now."""
+        if channel.slot is Slot.WAITING and channel.next_allowed(now) <= now:
+            channel.slot = Slot.IDLE
+            channel.wake_at = None  # its timer entry is skipped as stale
+        if channel.slot is Slot.IDLE:
+            self._schedule(channel, now)
         self._arm(channel, now)
 
     def defer(self, dispatch: Dispatch, until: float, now: float) -> None:

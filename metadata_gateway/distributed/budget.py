@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from metadata_gateway.distributed.keys import PartitionKeys, budget_keys, partition_of
+from metadata_gateway.distributed.probe import RedisProbe
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ class RedisCallGate:
         ivs_timeout: float,
         margin: float,
         partitions: int | None = None,
+        probe: RedisProbe | None = None,
     ) -> None:
         self._redis = redis
+        self._probe = probe or RedisProbe()
         self._partitions = partitions  # set: refuse calls for partitions whose lease is not ours
         self._replica = replica
         self._channel_rate = channel_rate
@@ -108,17 +111,18 @@ class RedisCallGate:
         if self._partitions is not None:
             fence = [PartitionKeys(partition_of(channel_arn, self._partitions)).lease]
         try:
-            admitted, wait_us = await self._acquire(
-                keys=[*keys, *fence],
-                args=[
-                    self._channel_rate,
-                    self._account_rate,
-                    self._window_us,
-                    self._horizon_us,
-                    member,
-                    self._replica,
-                ],
-            )
+            with self._probe.timed("budget"):
+                admitted, wait_us = await self._acquire(
+                    keys=[*keys, *fence],
+                    args=[
+                        self._channel_rate,
+                        self._account_rate,
+                        self._window_us,
+                        self._horizon_us,
+                        member,
+                        self._replica,
+                    ],
+                )
         except (RedisError, OSError) as exc:
             log.warning("call budget unavailable", extra={"error": str(exc)})
             return None, REDIS_DOWN_RETRY_S

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from metadata_gateway.core.gateway import Gateway
 from metadata_gateway.distributed.consumer import PartitionConsumer
 from metadata_gateway.distributed.keys import REPLICAS, PartitionKeys, busy_key
+from metadata_gateway.distributed.probe import RedisProbe
 from metadata_gateway.running.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,11 @@ class Ownership:
         partitions: int,
         clock: Callable[[], float],
         tasks: TaskRegistry,
+        probe: RedisProbe | None = None,
     ) -> None:
         self._redis = redis
         self._tasks = tasks
+        self._probe = probe or RedisProbe()
         self._consumer = consumer
         self._gateway = gateway
         self.replica = replica
@@ -127,6 +130,8 @@ class Ownership:
         self._closing = False
         self._handovers: dict[int, asyncio.Task[None]] = {}  # partitions being given up
         self._releasing: set[int] = set()  # of those, the ones whose lease we still hold
+        self.handovers = 0  # partitions given up, released or lost
+        self.lease_losses = 0  # leases found held by another, or expired, at renewal
 
     def __repr__(self) -> str:
         return (
@@ -181,7 +186,8 @@ class Ownership:
         """One round: heartbeat, renew, rebalance, share accounts fairly."""
         started = self._clock()
         self._consumer.evict_strays()
-        seconds, micros = await self._redis.time()
+        with self._probe.timed("heartbeat"):
+            seconds, micros = await self._redis.time()
         now_ms = seconds * 1000 + micros // 1000
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(REPLICAS, {self.replica: now_ms})
@@ -198,6 +204,7 @@ class Ownership:
                 self.confirmed[partition] = started
             elif partition in self.epochs:
                 log.warning("lease lost", extra={"partition": partition})
+                self.lease_losses += 1
                 self._hand_over(partition, release=False)
         owners = assignment(self._partitions, self.live)
         wanted = {p for p, owner in owners.items() if owner == self.replica}
@@ -222,6 +229,7 @@ class Ownership:
         self.epochs.pop(partition, None)
         if partition in self._handovers:
             return
+        self.handovers += 1
         if release:
             self._releasing.add(partition)
         task = self._tasks.spawn(

@@ -18,10 +18,12 @@ from metadata_gateway.distributed.connect import connect
 from metadata_gateway.distributed.consumer import PartitionConsumer
 from metadata_gateway.distributed.intake import RedisIntake
 from metadata_gateway.distributed.ownership import Ownership
+from metadata_gateway.distributed.probe import OPERATIONS, RedisProbe
 from metadata_gateway.distributed.receipts import ReceiptRelay
 from metadata_gateway.distributed.store import CueStore
 from metadata_gateway.intake.local import LocalIntake
 from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.telling.metrics import Metrics
 from metadata_gateway.telling.receipts import ReceiptRouter
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class DistributedRuntime:
         )
         # Pub/sub waits for messages without end: a connection of its own, no read timeout.
         self._pubsub_redis = connect(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+        self.probe = RedisProbe()
         self.gate = RedisCallGate(
             self.redis,
             replica=self.replica,
@@ -56,8 +59,14 @@ class DistributedRuntime:
             ivs_timeout=settings.ivs_timeout,
             margin=settings.window_margin,
             partitions=settings.redis_partitions,
+            probe=self.probe,
         )
-        self.store = CueStore(self.redis, partitions=settings.redis_partitions)
+        self.store = CueStore(
+            self.redis,
+            partitions=settings.redis_partitions,
+            wait_replicas=settings.redis_wait_replicas,
+            probe=self.probe,
+        )
         # Ids unique across replicas: a longer random prefix than a single process needs.
         self.new_id: Callable[[], str] = _replica_ids()
         self.intake: RedisIntake | None = None
@@ -69,6 +78,18 @@ class DistributedRuntime:
 
     def __repr__(self) -> str:
         return f"<DistributedRuntime {self.replica} {self.ownership!r} {self.gate!r}>"
+
+    def report_to(self, metrics: Metrics) -> None:
+        """Export this replica's ownership and Redis figures through `metrics`."""
+        metrics.watch_replica(
+            partitions=self.store.partitions,
+            owned=lambda: 0 if self.ownership is None else len(self.ownership.epochs),
+            handovers=lambda: 0 if self.ownership is None else self.ownership.handovers,
+            lease_losses=lambda: 0 if self.ownership is None else self.ownership.lease_losses,
+            redis_errors=lambda: self.probe.errors,
+            operations=OPERATIONS,
+        )
+        self.probe.observe = metrics.redis_round_trip
 
     def local_settings(self) -> Settings:
         """The settings of the local Gateway: stricter local windows than the shared ones, and
@@ -113,6 +134,7 @@ class DistributedRuntime:
             partitions=self.store.partitions,
             clock=clock,
             tasks=tasks,
+            probe=self.probe,
         )
         self.consumer.may_read = self.ownership.may_read
         self.intake = RedisIntake(LocalIntake(gateway), self.store, unavailable=self.unavailable)

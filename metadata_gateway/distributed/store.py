@@ -9,13 +9,16 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from metadata_gateway.core.cues import Cue, Priority
 from metadata_gateway.distributed.keys import GROUP, PartitionKeys, partition_of
+from metadata_gateway.distributed.probe import RedisProbe
 
 _Arg = bytes | str | int | float
 IDEMPOTENCY_TTL_MS = 600_000  # the README's 10 minutes for ids queued or delivered
+# How long an accept waits for its replicas (WAIT); below the client's 3 s socket timeout.
+WAIT_REPLICAS_MS = 1000
 
 # KEYS: per cue, its partition's stream, counts hash and id marker (3 keys each).
 # ARGV: channel_max_cues, channel_max_bytes, partition_max_cues, partition_max_bytes, id_ttl_ms,
@@ -118,6 +121,10 @@ return settled
 """
 
 
+class NotReplicated(RedisError):
+    """The cues are on the primary, but fewer replicas than asked confirmed them in time."""
+
+
 @dataclass(frozen=True, slots=True)
 class Full:
     """A queue bound the accept script found reached."""
@@ -197,9 +204,18 @@ def decode_entry(partition: int, entry_id: bytes | str, fields: dict[Any, Any]) 
 class CueStore:
     """The partitioned streams of accepted cues."""
 
-    def __init__(self, redis: Redis, *, partitions: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        partitions: int,
+        wait_replicas: int = 0,
+        probe: RedisProbe | None = None,
+    ) -> None:
         self.redis = redis
+        self.probe = probe or RedisProbe()
         self.partitions = partitions
+        self.wait_replicas = wait_replicas
         self._accept = redis.register_script(_ACCEPT)
         self._settle = redis.register_script(_SETTLE)
 
@@ -240,7 +256,19 @@ class CueStore:
             part = self.keys(cue.channel)
             keys += [part.stream, part.counts, part.idempotency(cue.channel, cue.id)]
             args += [cue.channel, int(cue.client_id), len(cue.item), encode_cue(cue)]
-        answer = await self._accept(keys=keys, args=args)
+        if not self.wait_replicas:
+            with self.probe.timed("accept"):
+                answer = await self._accept(keys=keys, args=args)
+        else:
+            # WAIT counts the writes of its own connection: one pipeline, one connection.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._accept(keys=keys, args=args, client=pipe)
+                pipe.wait(self.wait_replicas, WAIT_REPLICAS_MS)
+                answer, replicated = await pipe.execute()
+            if int(replicated) < self.wait_replicas:
+                raise NotReplicated(
+                    f"{replicated} of {self.wait_replicas} Redis replicas confirmed the cues"
+                )
         if answer and _text(answer[0]) == "full":
             _, scope, channel, count, size = answer
             return Full(_text(scope), _text(channel), int(count), int(size))
@@ -264,7 +292,8 @@ class CueStore:
                     "d" if item.delivered else "x",
                     int(item.client_id),
                 ]
-            await self._settle(keys=keys, args=args)
+            with self.probe.timed("settle"):
+                await self._settle(keys=keys, args=args)
 
 
 def _text(value: object) -> str:

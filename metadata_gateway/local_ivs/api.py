@@ -11,6 +11,7 @@ from types import MappingProxyType
 import orjson
 from aiohttp import web
 
+from metadata_gateway.local_ivs.accounts import Caller, acting_as, caller_for
 from metadata_gateway.local_ivs.errors import UNKNOWN_OPERATION, IvsError, validation
 from metadata_gateway.local_ivs.keys import state_of
 from metadata_gateway.local_ivs.members import Members
@@ -30,10 +31,14 @@ def _multitrack(members: Members | None) -> Multitrack | None:
         return None
     defaults = Multitrack()
     enabled = members.boolean("enabled")
+    policy, resolution = members.string("policy"), members.string("maximumResolution")
+    if enabled and (policy is None or resolution is None):
+        missing = "policy" if policy is None else "maximumResolution"
+        raise validation(f"multitrackInputConfiguration.{missing} is required when enabled is true")
     return Multitrack(
         enabled=defaults.enabled if enabled is None else enabled,
-        policy=members.string("policy") or defaults.policy,
-        maximum_resolution=members.string("maximumResolution") or defaults.maximum_resolution,
+        policy=policy or defaults.policy,
+        maximum_resolution=resolution or defaults.maximum_resolution,
     )
 
 
@@ -86,6 +91,20 @@ def _list_streams(state: LocalIvsState, body: Members) -> JsonObject:
     )
 
 
+def _get_stream_session(state: LocalIvsState, body: Members) -> JsonObject:
+    channel_arn = body.required_string("channelArn")
+    state.get_channel(channel_arn)  # ValidationException or ResourceNotFoundException first
+    return state.sessions.get_stream_session(channel_arn, body.string("streamId"))
+
+
+def _list_stream_sessions(state: LocalIvsState, body: Members) -> JsonObject:
+    channel_arn = body.required_string("channelArn")
+    state.get_channel(channel_arn)
+    return state.sessions.list_stream_sessions(
+        channel_arn, next_token=body.string("nextToken"), max_results=body.integer("maxResults")
+    )
+
+
 def _put_metadata(state: LocalIvsState, body: Members) -> None:
     state.put_metadata(body.required_string("channelArn"), body.required_string("metadata"))
 
@@ -127,6 +146,8 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
         "GetStream": lambda state, body: state.get_stream(body.required_string("channelArn")),
         "ListStreams": _list_streams,
         "StopStream": lambda state, body: state.stop_stream(body.required_string("channelArn")),
+        "GetStreamSession": _get_stream_session,
+        "ListStreamSessions": _list_stream_sessions,
         "PutMetadata": _put_metadata,
         "TagResource": lambda state, body: state.tag_resource(
             body.required_string("resourceArn"), _required_map(body, "tags")
@@ -186,10 +207,21 @@ async def _read_body(request: web.Request) -> dict[str, object]:
     return decoded
 
 
-def _answer(state: LocalIvsState, name: str, values: Mapping[str, object]) -> web.Response:
-    """Run operation `name` on `values`, count its outcome and return the wire answer."""
+def _caller(state: LocalIvsState, request: web.Request) -> Caller:
+    return caller_for(
+        request.headers.get("Authorization"),
+        accounts=state.settings.account_keys,
+        default_account=state.settings.account_id,
+    )
+
+
+def _answer(
+    state: LocalIvsState, name: str, values: Mapping[str, object], caller: Caller
+) -> web.Response:
+    """Run operation `name` on `values` as `caller`, count its outcome and return the answer."""
     try:
-        answer = OPERATIONS[name](state, Members(values))
+        with acting_as(caller):
+            answer = OPERATIONS[name](state, Members(values))
     except IvsError as error:
         state.count_outcome(name, error.name)
         return error_response(error)
@@ -252,7 +284,7 @@ async def handle_operation(request: web.Request) -> web.Response:
         faulted = await _faulted(request, state, values)
         if faulted is not None:
             return faulted
-    return _answer(state, name, values)
+    return _answer(state, name, values, _caller(state, request))
 
 
 async def handle_tags(request: web.Request) -> web.Response:
@@ -270,7 +302,7 @@ async def handle_tags(request: web.Request) -> web.Response:
             return error_response(error)
     elif name == "UntagResource" and "tagKeys" in request.query:
         values["tagKeys"] = request.query.getall("tagKeys")
-    return _answer(state, name, values)
+    return _answer(state, name, values, _caller(state, request))
 
 
 async def handle_unknown(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import Callable
 
+from metadata_gateway.local_ivs.accounts import parse_account_option
 from metadata_gateway.local_ivs.playback import PlaybackUnavailable
 from metadata_gateway.local_ivs.server import LocalIvs
 from metadata_gateway.local_ivs.settings import (
@@ -104,6 +105,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"serve live HLS with timed ID3 at each channel's playbackUrl; needs ffmpeg"
         f" (env {env}; default off)",
     )
+    _add_account_and_event_arguments(parser)
+
+
+def _account(text: str) -> tuple[str, str]:
+    try:
+        return parse_account_option(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_account_and_event_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--account",
+        action="append",
+        type=_account,
+        default=[],
+        metavar="KEY_ID=ACCOUNT",
+        help="requests signed with access key KEY_ID act in ACCOUNT (repeatable); "
+        "other keys act in --account-id",
+    )
+    for name, help_text in (
+        ("events-queue-url", "SQS queue to send EventBridge-shaped IVS Stream State Change events"),
+        ("sqs-endpoint-url", "SQS endpoint for --events-queue-url, e.g. a local moto_server"),
+    ):
+        env = ENV_PREFIX + name.upper().replace("-", "_")
+        parser.add_argument(
+            f"--{name}", default=os.environ.get(env) or None, help=f"{help_text} (env {env})"
+        )
 
 
 def settings_from(args: argparse.Namespace) -> LocalIvsSettings:
@@ -118,6 +147,9 @@ def settings_from(args: argparse.Namespace) -> LocalIvsSettings:
         max_events=args.max_events,
         max_channels=args.max_channels,
         playback=args.playback,
+        accounts=tuple(args.account),
+        events_queue_url=args.events_queue_url,
+        sqs_endpoint_url=args.sqs_endpoint_url,
     )
 
 

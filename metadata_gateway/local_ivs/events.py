@@ -20,15 +20,22 @@ def max_in_window(times: Iterable[float], window: float = 1.0) -> int:
 
 @dataclass(frozen=True, slots=True)
 class MetadataEvent:
-    """One accepted PutMetadata call: wall-clock arrival (Unix seconds), channel and payload."""
+    """One accepted PutMetadata call: wall-clock arrival (Unix seconds), channel, payload and the
+    access key id that signed it."""
 
     time: float
     channel_arn: str
     metadata: str
+    access_key_id: str | None = None  # the key that signed the call (never its secret)
 
     def to_json(self) -> dict[str, object]:
         """Return the event as the admin API shows it."""
-        return {"time": self.time, "channelArn": self.channel_arn, "metadata": self.metadata}
+        return {
+            "time": self.time,
+            "channelArn": self.channel_arn,
+            "metadata": self.metadata,
+            "accessKeyId": self.access_key_id,
+        }
 
 
 Listener = Callable[[MetadataEvent], None]

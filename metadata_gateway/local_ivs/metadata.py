@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from metadata_gateway.local_ivs.accounts import channel_account, current_caller
 from metadata_gateway.local_ivs.errors import IvsError
 from metadata_gateway.local_ivs.events import EventLog, Listener, MetadataEvent
 from metadata_gateway.local_ivs.limits import PutMetadataLimiter, RateLimits, Verdict
@@ -35,8 +36,9 @@ class MetadataPlane:
         check_channel_arn("channelArn", channel_arn)
         check_metadata(metadata)
         require_live(channel_arn)
-        # Every channel here belongs to the one account and region this state plays.
-        account = f"{self.settings.region}:{self.settings.account_id}"
+        # Each account has its own quota: the channel's, whoever signed (another account's
+        # channel was refused before this).
+        account = f"{self.settings.region}:{channel_account(channel_arn, self.settings.account_id)}"
         arrival = self._clock()
         verdict = self._limiter.acquire(channel_arn, account, arrival)
         if verdict is Verdict.CHANNEL_LIMIT:
@@ -55,6 +57,7 @@ class MetadataPlane:
             time=self._wall_origin + (arrival - self._clock_origin),
             channel_arn=channel_arn,
             metadata=metadata,
+            access_key_id=caller.access_key_id if (caller := current_caller()) else None,
         )
         self._events.append(event)
         return event

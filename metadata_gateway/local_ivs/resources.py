@@ -21,6 +21,8 @@ DEFAULT_ADVANCED_PRESET = "HIGHER_BANDWIDTH_DELIVERY"
 CONTAINER_FORMATS = ("TS", "FRAGMENTED_MP4")
 MULTITRACK_POLICIES = ("ALLOW", "REQUIRE")
 MULTITRACK_RESOLUTIONS = ("SD", "HD", "FULL_HD")
+MULTITRACK_CHANNEL_TYPE = "STANDARD"  # the only type that may enable multitrack input
+MULTITRACK_CONTAINER_FORMAT = "FRAGMENTED_MP4"  # multitrack input needs it
 STREAM_HEALTHS = ("HEALTHY", "STARVING", "UNKNOWN")
 INGEST_DOMAIN = "global-contribute.live-video.net"
 SRT_DOMAIN = "srt.live-video.net"
@@ -180,7 +182,7 @@ class ChannelChanges:
     def apply(self, channel: Channel) -> Channel:
         """Return `channel` with the named settings applied and its preset settled as IVS does."""
         new_type = channel.type if self.channel_type is None else self.channel_type
-        return dataclasses.replace(
+        changed = dataclasses.replace(
             channel,
             name=_named(self.name, channel.name),
             latency_mode=_named(self.latency_mode, channel.latency_mode),
@@ -190,6 +192,25 @@ class ChannelChanges:
             preset=_preset_for(new_type, self.preset, channel.preset),
             container_format=_named(self.container_format, channel.container_format),
             multitrack=_named(self.multitrack, channel.multitrack),
+        )
+        check_multitrack(changed)
+        return changed
+
+
+def check_multitrack(channel: Channel) -> None:
+    """Raise ValidationException unless multitrack input, if on, is on a channel that allows it:
+    the model's MultitrackInputConfiguration documentation says STANDARD and FRAGMENTED_MP4."""
+    if not channel.multitrack.enabled:
+        return
+    if channel.type != MULTITRACK_CHANNEL_TYPE:
+        raise validation(
+            "multitrackInputConfiguration.enabled can be true only on STANDARD channels, "
+            f"not {channel.type}"
+        )
+    if channel.container_format != MULTITRACK_CONTAINER_FORMAT:
+        raise validation(
+            "multitrackInputConfiguration.enabled requires containerFormat FRAGMENTED_MP4, "
+            f"not {channel.container_format}"
         )
 
 

@@ -10,6 +10,7 @@ from types import TracebackType
 from aiohttp import web
 
 from metadata_gateway.local_ivs.app import create_local_ivs_app
+from metadata_gateway.local_ivs.eventbridge import EventPublisher
 from metadata_gateway.local_ivs.playback import Playback
 from metadata_gateway.local_ivs.playback.routes import PLAYBACK_KEY
 from metadata_gateway.local_ivs.settings import LocalIvsSettings, base_url
@@ -37,6 +38,7 @@ class LocalIvs:
         self.state = LocalIvsState(self.settings, clock=clock, wall_clock=wall_clock, rng=rng)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        self._publisher: EventPublisher | None = None
 
     def __repr__(self) -> str:
         where = self._url or "not started"
@@ -70,6 +72,18 @@ class LocalIvs:
             await runner.cleanup()
             raise
         port = runner.addresses[0][1]
+        if self.settings.events_queue_url:
+            self._publisher = EventPublisher(
+                queue_url=self.settings.events_queue_url,
+                region=self.settings.region,
+                endpoint_url=self.settings.sqs_endpoint_url,
+            )
+            try:
+                await self._publisher.start()
+            except BaseException:
+                await runner.cleanup()
+                raise
+            self.state.sessions.follow(self._publisher.publish)
         self._runner = runner
         self._url = base_url(self.settings.host, port)
         self.state.base_url = self._url
@@ -79,6 +93,9 @@ class LocalIvs:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.close()
         self._url = None
 
     async def __aenter__(self) -> LocalIvs:

@@ -18,6 +18,7 @@ DEFAULT_MAX_CHANNELS = 5_000  # IVS's default "Channels" quota per account and r
 # The region and account parts of the model's ChannelArn pattern.
 _REGION_PATTERN = re.compile(r"[a-z0-9-]+")
 _ACCOUNT_PATTERN = re.compile(r"[0-9]+")
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,10 @@ class LocalIvsSettings:
     max_events: int = DEFAULT_MAX_EVENTS
     max_channels: int = DEFAULT_MAX_CHANNELS
     playback: bool = False  # serve live HLS at each channel's playbackUrl (needs ffmpeg)
+    # (access key id, account): requests signed with that key act in that account.
+    accounts: tuple[tuple[str, str], ...] = ()
+    events_queue_url: str | None = None  # SQS queue that receives EventBridge-shaped events
+    sqs_endpoint_url: str | None = None  # a local SQS server for it (else AWS's)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -41,10 +46,20 @@ class LocalIvsSettings:
             raise ValueError(f"region must match [a-z0-9-]+, not {self.region!r}")
         if _ACCOUNT_PATTERN.fullmatch(self.account_id) is None:
             raise ValueError(f"account id must be digits, not {self.account_id!r}")
+        for key, account in self.accounts:
+            if not key or _ACCOUNT_ID.fullmatch(account) is None:
+                raise ValueError(f"account {key}={account}: needs a key id and 12 digits")
+        if self.sqs_endpoint_url and not self.events_queue_url:
+            raise ValueError("sqs endpoint url is only used with an events queue url")
         for name in ("channel_rate", "account_rate", "max_events", "max_channels"):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1, not {value}")
+
+    @property
+    def account_keys(self) -> dict[str, str]:
+        """Access key id -> the account its requests act in."""
+        return dict(self.accounts)
 
     @property
     def default_url(self) -> str:

@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from metadata_gateway.local_ivs.errors import IvsError, batch_error, not_found, validation
+from metadata_gateway.local_ivs.accounts import acting_account, owns, require_owner
+from metadata_gateway.local_ivs.errors import IvsError, batch_error, not_found
 from metadata_gateway.local_ivs.events import Listener, MetadataEvent
 from metadata_gateway.local_ivs.faults import FaultInjector
 from metadata_gateway.local_ivs.ids import IdFactory
@@ -23,21 +24,19 @@ from metadata_gateway.local_ivs.resources import (
     ChannelChanges,
     LiveStream,
 )
+from metadata_gateway.local_ivs.sessions import SessionBook
 from metadata_gateway.local_ivs.settings import LocalIvsSettings
 from metadata_gateway.local_ivs.stats import OperationStats
 from metadata_gateway.local_ivs.stream_keys import StreamKeys
 from metadata_gateway.local_ivs.streams import LiveStreams, StreamListener
+from metadata_gateway.local_ivs.tags import TagTable
 from metadata_gateway.local_ivs.validation import (
-    MAX_TAGS,
     check_arn_list,
     check_channel_arn,
     check_channel_name,
     check_enum,
     check_linked_arn,
-    check_resource_arn,
-    check_tag_key,
     check_tags,
-    invalid,
 )
 
 Clock = Callable[[], float]
@@ -77,12 +76,14 @@ class LocalIvsState:
         self.streams = LiveStreams(
             new_stream_id=self._ids.stream_id, wall_clock=wall_clock, positions=self._positions
         )
-        self._tags: dict[str, dict[str, str]] = {}  # of channels and stream keys
+        self.tags = TagTable()
+        self._tags = self.tags.by_arn  # of channels and stream keys
         self.stream_keys = StreamKeys(
             self.settings, ids=self._ids, positions=self._positions, tags=self._tags
         )
         self.metadata = MetadataPlane(self.settings, clock=clock, wall_clock=wall_clock)
         self._stats = OperationStats()
+        self.sessions = SessionBook()  # GetStreamSession, ListStreamSessions and their events
 
     def __repr__(self) -> str:
         return (
@@ -137,6 +138,8 @@ class LocalIvsState:
     def batch_get_channel(self, arns: list[str]) -> JsonObject:
         """BatchGetChannel: known channels, and a ResourceNotFoundException per unknown ARN."""
         check_arn_list("arns", arns, check_channel_arn)
+        for arn in arns:
+            require_owner(arn)
         channels = [
             self._channel_json(self._channels[arn]) for arn in arns if arn in self._channels
         ]
@@ -176,6 +179,7 @@ class LocalIvsState:
             for channel in self._channels.values()
             if (not filter_by_name or filter_by_name in channel.name)
             and channel.links_match(linked_filters)
+            and owns(channel.arn, self.settings.account_id)
         ]
         page, token = paginate(
             matching,
@@ -216,6 +220,7 @@ class LocalIvsState:
         del self._channels[arn]
         del self._tags[arn]
         self.metadata.forget(arn)
+        self.sessions.forget(arn)
 
     def has_channel(self, arn: str) -> bool:
         """Return whether `arn` names an existing channel."""
@@ -261,7 +266,17 @@ class LocalIvsState:
         """Simulate an encoder going live on the channel (or set the health of its live stream)."""
         channel = self._channel("channelArn", channel_arn)
         check_enum("health", health, STREAM_HEALTHS)
-        stream = self.streams.start(channel_arn, health)
+        stream = self.streams.start(
+            channel_arn,
+            health,
+            on_start=lambda started: self.sessions.started(
+                channel_arn,
+                started.stream_id,
+                started.start_time,
+                started.position,
+                self._channel_json(channel),
+            ),
+        )
         return {"stream": stream.to_json(playback_url=self.playback_url(channel))}
 
     def get_stream(self, channel_arn: str) -> JsonObject:
@@ -281,12 +296,20 @@ class LocalIvsState:
         if health is not None:
             check_enum("filterBy.health", health, STREAM_HEALTHS)
         limit = max_results_of(max_results, DEFAULT_STREAM_RESULTS, MAX_STREAM_RESULTS)
-        return self.streams.page(health=health, next_token=next_token, max_results=limit)
+        account = self.settings.account_id
+        return self.streams.page(
+            health=health,
+            visible=lambda arn: owns(arn, account),
+            next_token=next_token,
+            max_results=limit,
+        )
 
     def stop_stream(self, channel_arn: str) -> JsonObject:
         """StopStream: ends the live stream; ChannelNotBroadcasting if there is none."""
         self._channel("channelArn", channel_arn)
-        self.streams.stop(channel_arn)
+        self.streams.stop(
+            channel_arn, on_stop=lambda: self.sessions.ended(channel_arn, self._wall_clock())
+        )
         return {}
 
     def watch_streams(self, listener: StreamListener) -> Callable[[], None]:
@@ -324,32 +347,17 @@ class LocalIvsState:
 
     def tag_resource(self, resource_arn: str, tags: dict[str, str]) -> JsonObject:
         """TagResource: add or replace tags, at most 50 per resource."""
-        check_resource_arn("resourceArn", resource_arn)
-        check_tags("tags", tags)
-        current = self._tags_of(resource_arn)
-        merged = {**current, **tags}
-        if len(merged) > MAX_TAGS:
-            raise validation(
-                f"A resource can have at most {MAX_TAGS} tags; this would make {len(merged)}"
-            )
-        current.update(tags)
+        self.tags.tag(resource_arn, tags)
         return {}
 
     def untag_resource(self, resource_arn: str, tag_keys: list[str]) -> JsonObject:
         """UntagResource: remove the named tags (absent ones are ignored)."""
-        check_resource_arn("resourceArn", resource_arn)
-        if len(tag_keys) > MAX_TAGS:
-            raise invalid("tagKeys", None, f"have at most {MAX_TAGS} entries")
-        for key in tag_keys:
-            check_tag_key("tagKeys", key)
-        current = self._tags_of(resource_arn)
-        for key in tag_keys:
-            current.pop(key, None)
+        self.tags.untag(resource_arn, tag_keys)
         return {}
 
     def list_tags_for_resource(self, resource_arn: str) -> JsonObject:
         """ListTagsForResource."""
-        return {"tags": dict(self._tags_of(resource_arn))}
+        return {"tags": dict(self.tags.of(resource_arn))}
 
     # -- stats ------------------------------------------------------------------------------
 
@@ -372,10 +380,12 @@ class LocalIvsState:
         return f"{self.base_url}/_local/playback/{channel.channel_id}.m3u8"
 
     def _channel_arn(self, channel_id: str) -> str:
-        return f"arn:aws:ivs:{self.settings.region}:{self.settings.account_id}:channel/{channel_id}"
+        account = acting_account(self.settings.account_id)
+        return f"arn:aws:ivs:{self.settings.region}:{account}:channel/{channel_id}"
 
     def _channel(self, field: str, arn: str) -> Channel:
         check_channel_arn(field, arn)
+        require_owner(arn)
         channel = self._channels.get(arn)
         if channel is None:
             raise not_found(f"Resource: {arn} not found")
@@ -383,13 +393,6 @@ class LocalIvsState:
 
     def _live(self, channel_arn: str) -> LiveStream:
         return self.streams.live(channel_arn)
-
-    def _tags_of(self, resource_arn: str) -> dict[str, str]:
-        check_resource_arn("resourceArn", resource_arn)
-        tags = self._tags.get(resource_arn)
-        if tags is None:
-            raise not_found(f"Resource: {resource_arn} not found")
-        return tags
 
     def _channel_json(self, channel: Channel) -> JsonObject:
         return channel.to_json(

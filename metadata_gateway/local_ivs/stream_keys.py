@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from metadata_gateway.local_ivs.accounts import channel_account, require_owner
 from metadata_gateway.local_ivs.errors import IvsError, batch_error, not_found
 from metadata_gateway.local_ivs.ids import IdFactory
 from metadata_gateway.local_ivs.pagination import paginate, position
@@ -38,7 +39,8 @@ class StreamKeys:
 
     def new(self, channel_arn: str, tags: dict[str, str] | None = None) -> StreamKey:
         """Make a key for the channel (whose existence the caller checked)."""
-        prefix = f"arn:aws:ivs:{self.settings.region}:{self.settings.account_id}:stream-key/"
+        account = channel_account(channel_arn, self.settings.account_id)
+        prefix = f"arn:aws:ivs:{self.settings.region}:{account}:stream-key/"
         arn = prefix + self._ids.resource_id()
         while arn in self._keys:
             arn = prefix + self._ids.resource_id()
@@ -64,6 +66,7 @@ class StreamKeys:
     def get(self, field: str, arn: str) -> StreamKey:
         """The key `arn` names (a ValidationException naming `field`, or not found)."""
         check_stream_key_arn(field, arn)
+        require_owner(arn)
         key = self._keys.get(arn)
         if key is None:
             raise not_found(f"Resource: {arn} not found")
@@ -72,6 +75,8 @@ class StreamKeys:
     def batch_get(self, arns: list[str]) -> dict[str, Any]:
         """BatchGetStreamKey's answer: known keys, and an error entry per unknown ARN."""
         check_arn_list("arns", arns, check_stream_key_arn)
+        for arn in arns:
+            require_owner(arn)
         keys = [self.to_json(self._keys[arn]) for arn in arns if arn in self._keys]
         errors = [batch_error(arn) for arn in arns if arn not in self._keys]
         return {"streamKeys": keys, "errors": errors}

@@ -39,8 +39,15 @@ class LiveStreams:
     def __contains__(self, channel_arn: object) -> bool:
         return channel_arn in self._streams
 
-    def start(self, channel_arn: str, health: str) -> LiveStream:
-        """A stream goes live on the channel, or the live one's health changes."""
+    def start(
+        self,
+        channel_arn: str,
+        health: str,
+        *,
+        on_start: Callable[[LiveStream], object] | None = None,
+    ) -> LiveStream:
+        """A stream goes live on the channel (`on_start` hears of it before the listeners), or
+        the live one's health changes."""
         stream = self._streams.get(channel_arn)
         if stream is not None:
             stream = self._streams[channel_arn] = dataclasses.replace(stream, health=health)
@@ -52,6 +59,8 @@ class LiveStreams:
             position=next(self._positions),
             health=health,
         )
+        if on_start is not None:
+            on_start(stream)
         self._tell(channel_arn, live=True)
         return stream
 
@@ -63,11 +72,21 @@ class LiveStreams:
         return stream
 
     def page(
-        self, *, health: str | None, next_token: str | None, max_results: int
+        self,
+        *,
+        health: str | None,
+        visible: Callable[[str], bool],
+        next_token: str | None,
+        max_results: int,
     ) -> dict[str, Any]:
-        """A ListStreams answer: the live streams in the order they started, of one health."""
+        """A ListStreams answer: the live streams in the order they started, of one health, of
+        channels `visible` to the caller."""
         streams = sorted(self._streams.values(), key=_position)
-        matching = [stream for stream in streams if health is None or stream.health == health]
+        matching = [
+            stream
+            for stream in streams
+            if (health is None or stream.health == health) and visible(stream.channel_arn)
+        ]
         page, token = paginate(
             matching,
             position_of=_position,
@@ -80,10 +99,13 @@ class LiveStreams:
             answer["nextToken"] = token
         return answer
 
-    def stop(self, channel_arn: str) -> None:
-        """End the live stream; ChannelNotBroadcasting if there is none."""
+    def stop(self, channel_arn: str, *, on_stop: Callable[[], object] | None = None) -> None:
+        """End the live stream (`on_stop` hears of it before the listeners);
+        ChannelNotBroadcasting if there is none."""
         self.live(channel_arn)
         del self._streams[channel_arn]
+        if on_stop is not None:
+            on_stop()
         self._tell(channel_arn, live=False)
 
     def watch(self, listener: StreamListener) -> Callable[[], None]:

@@ -35,7 +35,9 @@ from metadata_gateway.running.appkeys import (
 )
 from metadata_gateway.running.shutdown import Phase, Shutdown
 from metadata_gateway.running.tasks import TaskRegistry
+from metadata_gateway.sending.accounts import account_sessions
 from metadata_gateway.sending.engine import Engine
+from metadata_gateway.sending.events_queue import StreamEventsConsumer
 from metadata_gateway.sending.sender import IvsSender, ivs_regions
 from metadata_gateway.telling.metrics import Metrics
 from metadata_gateway.telling.receipts import ReceiptRouter
@@ -64,7 +66,9 @@ def create_app(
         target: MetadataSink
         if sink is None:
             target = sender = IvsSender(
-                endpoint_url=settings.endpoint_url, timeout=settings.ivs_timeout
+                endpoint_url=settings.endpoint_url,
+                timeout=settings.ivs_timeout,
+                accounts=account_sessions(settings.accounts, region=settings.region),
             )
             await sender.client(settings.region)  # load the service model now, not on a cue
         else:
@@ -101,13 +105,30 @@ def create_app(
         app[WS_HUB] = hub
         if settings.tokens:
             app[AUTH] = Authenticator(settings.tokens, settings.channels, clock=now)
-        app[SHUTDOWN] = shutdown = Shutdown(
-            engine=engine, hub=hub, tasks=tasks, distributed=runtime, ivs_client=sender
-        )
         engine.start()
+        events: StreamEventsConsumer | None = None
+        if settings.events_queue_url is not None:
+            events = StreamEventsConsumer(
+                gateway.streams,
+                queue_url=settings.events_queue_url,
+                region=settings.region,
+                endpoint_url=settings.sqs_endpoint_url,
+                now=now,
+                registry=metrics.registry,
+            )
+            await events.start()
+        app[SHUTDOWN] = shutdown = Shutdown(
+            engine=engine,
+            hub=hub,
+            tasks=tasks,
+            events=events,
+            distributed=runtime,
+            ivs_client=sender,
+        )
         intake: Intake
         if runtime is not None:
             await runtime.start(gateway, receipts, tasks=tasks, clock=now)
+            runtime.report_to(metrics)
             assert runtime.intake is not None
             intake = runtime.intake
         else:

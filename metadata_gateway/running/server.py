@@ -14,6 +14,7 @@ from metadata_gateway.config import Settings
 from metadata_gateway.running.app import create_app
 from metadata_gateway.running.appkeys import SHUTDOWN
 from metadata_gateway.running.shutdown import Phase
+from metadata_gateway.sending.accounts import account_sessions
 from metadata_gateway.sending.sender import IvsSender
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,12 @@ async def _start_local_ivs(
     ivs.state.start_stream(arn)
     log.info("local IVS listening", extra={"url": ivs.url, "demo_channel": arn})
     sender = await stack.enter_async_context(
-        IvsSender(endpoint_url=ivs.url, timeout=settings.ivs_timeout, credentials=LOCAL_CREDENTIALS)
+        IvsSender(
+            endpoint_url=ivs.url,
+            timeout=settings.ivs_timeout,
+            credentials=LOCAL_CREDENTIALS,
+            accounts=account_sessions(settings.accounts, region=settings.region),
+        )
     )
     await sender.client(settings.region)  # load the service model now, not on the first cue
     channels = {**settings.channels, DEMO_ALIAS: arn}

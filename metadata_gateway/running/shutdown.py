@@ -16,7 +16,8 @@ class Phase(IntEnum):
 
     STOP_ACCEPTING = 1  # /readyz 503, new cues 503 shutting_down
     DRAIN = 2  # keep sending within the limits, up to drain_timeout
-    STOP_SENDING = 3  # hand partitions back (Redis); cancel calls; drop the rest (`shutdown`)
+    STOP_SENDING = 3  # stop reading stream events; hand partitions back (Redis); cancel calls;
+    # drop the rest (`shutdown`)
     CLOSE_SESSIONS = 4  # flush receipts, then close each WebSocket with 1001
     CLOSE_REDIS = 5
     CLOSE_IVS = 6
@@ -72,12 +73,14 @@ class Shutdown:
         engine: Sending,
         hub: Sessions,
         tasks: Closeable,
+        events: Closeable | None = None,
         distributed: Distributed | None = None,
         ivs_client: Closeable | None = None,
     ) -> None:
         self._engine = engine
         self._hub = hub
         self._tasks = tasks
+        self._events = events
         self._distributed = distributed
         self._ivs_client = ivs_client
         self.done = 0  # the last phase started
@@ -105,6 +108,8 @@ class Shutdown:
             left = await engine.drain(drain_s)
             log.info("drained", extra={"left": left})
         elif phase is Phase.STOP_SENDING:
+            if self._events is not None:
+                await self._events.close()
             if self._distributed is not None:
                 await self._distributed.hand_back()
             await engine.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -14,7 +14,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from metadata_gateway.core.channel_queue import Batch, Pending
 from metadata_gateway.core.events import DropReason
@@ -173,6 +175,42 @@ class Metrics:
             child = self._received_by_type[cue_type] = self.received.labels(cue_type)
         child.inc()
 
+    def watch_replica(
+        self,
+        *,
+        partitions: int,
+        owned: Callable[[], int],
+        handovers: Callable[[], int],
+        lease_losses: Callable[[], int],
+        redis_errors: Callable[[], Mapping[str, int]],
+        operations: Iterable[str],
+    ) -> None:
+        """Export a distributed replica's ownership and Redis figures (no per-channel labels)."""
+        r = self.registry
+        total = Gauge(
+            f"{_NS}_partitions", "Partitions the deployment's cues are spread over.", registry=r
+        )
+        total.set(partitions)
+        mine = Gauge(
+            f"{_NS}_partitions_owned", "Partitions this replica sends for now.", registry=r
+        )
+        mine.set_function(owned)
+        self.redis_seconds = Histogram(
+            f"{_NS}_redis_round_trip_seconds",
+            "Duration of this replica's Redis calls, by operation.",
+            ["op"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3),
+            registry=r,
+        )
+        ops = tuple(operations)
+        for op in ops:
+            self.redis_seconds.labels(op)
+        r.register(_ReplicaCounters(handovers, lease_losses, redis_errors, ops))
+
+    def redis_round_trip(self, operation: str, seconds: float) -> None:
+        """Observe one Redis call's duration."""
+        self.redis_seconds.labels(operation).observe(seconds)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
@@ -199,3 +237,38 @@ class Metrics:
         self.request_seconds.observe(duration)
         self.payload_bytes.observe(len(batch.payload))
         self.cues_per_request.observe(len(batch.cues))
+
+
+class _ReplicaCounters(Collector):
+    """Counters a distributed replica keeps as plain numbers, read at each scrape."""
+
+    def __init__(
+        self,
+        handovers: Callable[[], int],
+        lease_losses: Callable[[], int],
+        redis_errors: Callable[[], Mapping[str, int]],
+        operations: Sequence[str],
+    ) -> None:
+        self._handovers = handovers
+        self._lease_losses = lease_losses
+        self._redis_errors = redis_errors
+        self._operations = operations
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            f"{_NS}_partition_handovers",
+            "Partitions this replica stopped sending for (moved, released or lost).",
+            value=self._handovers(),
+        )
+        yield CounterMetricFamily(
+            f"{_NS}_lease_losses",
+            "Partition leases this replica found taken or expired when renewing.",
+            value=self._lease_losses(),
+        )
+        errors = CounterMetricFamily(
+            f"{_NS}_redis_errors", "Redis calls that failed, by operation.", labels=["op"]
+        )
+        counts = self._redis_errors()
+        for op in self._operations:
+            errors.add_metric([op], counts.get(op, 0))
+        yield errors
