@@ -7,13 +7,13 @@ import secrets
 import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
 from metadata_gateway.core.arn import parse_channel_arn
 from metadata_gateway.core.envelope import ENVELOPE_OVERHEAD, MAX_METADATA_BYTES, encode_item
 from metadata_gateway.core.errors import CueError, invalid_cue
+from metadata_gateway.core.moments import aware_timestamp
 from metadata_gateway.core.wire import MAX_ENVELOPE_BYTES, RESERVED_PREFIXES
 
 MAX_ID_LENGTH = 64
@@ -249,12 +249,9 @@ def _parse_not_before(value: object) -> float | None:
             raise invalid_cue("not_before must not be negative", field="not_before")
         return value / 1000
     if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            return moment.timestamp()
+        moment = aware_timestamp(value)
+        if moment is not None:
+            return moment
     raise invalid_cue(
         "not_before must be unix milliseconds or an RFC 3339 time with an offset "
         "(2026-11-28T20:14:30Z)",

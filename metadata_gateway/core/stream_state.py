@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 
 import orjson
 
 from metadata_gateway.core.arn import parse_channel_arn
+from metadata_gateway.core.moments import aware_timestamp
 
 SOURCE = "aws.ivs"
 DETAIL_TYPE = "IVS Stream State Change"
@@ -96,12 +96,9 @@ def parse_event(body: str | bytes) -> StreamEvent:
 
 def _parse_time(value: object) -> float:
     if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            return moment.timestamp()
+        moment = aware_timestamp(value)
+        if moment is not None:
+            return moment
     raise EventSkipped(SkipReason.MALFORMED, "time is not an ISO 8601 UTC time")
 
 
