@@ -27,6 +27,7 @@ from distributed_harness import (
     redis_sentinel,
     redis_server,
     replicas,
+    wait_delivered,
 )
 from gateway_harness import new_channel, running_gateway
 
@@ -58,25 +59,6 @@ def redis_url() -> Iterator[str]:
         pytest.skip("redis-server is not installed")
     with redis_server() as url:
         yield url
-
-
-async def _wait_delivered(ivs: LocalIvs, accepted: set[str]) -> None:
-    """Return once every accepted cue reached IVS; fail once deliveries stall with some missing."""
-    delivered = 0
-    progress_at = time.monotonic()
-    while True:
-        seen = set(delivered_ids(ivs.state.events))
-        missing = accepted - seen
-        if not missing:
-            return
-        if len(seen) > delivered:
-            delivered, progress_at = len(seen), time.monotonic()
-        elif time.monotonic() - progress_at > DELIVERY_STALL_S:
-            raise AssertionError(
-                f"{len(missing)} accepted cues never delivered "
-                f"(none delivered in the last {DELIVERY_STALL_S} s), e.g. {sorted(missing)[:5]}"
-            )
-        await asyncio.sleep(0.1)
 
 
 async def _wait_split(url: str, *, replicas: int, partitions: int = 16) -> None:
@@ -158,7 +140,7 @@ async def test_three_replicas_survive_a_kill_within_ivs_limits(
             result=single,
             prefix="s",
         )
-        await _wait_delivered(ivs, single.accepted)
+        await wait_delivered(lambda: ivs.state.events, single.accepted, stall_s=DELIVERY_STALL_S)
     single_cpc = _cues_per_call(ivs)
     assert _throttles(ivs) == 0
     ivs.state.clear_events()
@@ -189,7 +171,9 @@ async def test_three_replicas_survive_a_kill_within_ivs_limits(
             group[1].start()
             await group[1].ready(http)
             await load
-            await _wait_delivered(ivs, result.accepted)
+            await wait_delivered(
+                lambda: ivs.state.events, result.accepted, stall_s=DELIVERY_STALL_S
+            )
             await _wait_settled(url)  # nothing left that could be sent again
 
     events = ivs.state.events
