@@ -20,6 +20,7 @@ pytest.importorskip("redis")
 from distributed_harness import (
     AOF_ALWAYS,
     LoadResult,
+    Replica,
     audit,
     post_load,
     redis_process,
@@ -68,6 +69,25 @@ def gateway_args(ivs: LocalIvs, url: str, *extra: str) -> list[str]:
     ]
 
 
+async def warm_load(
+    http: aiohttp.ClientSession, group: list[Replica], arns: list[str], result: LoadResult
+) -> asyncio.Task[None]:
+    """Start the steady load on `group`; return its task once WARM_CUES were accepted."""
+    load = asyncio.create_task(
+        post_load(
+            http,
+            [r.url for r in group],
+            arns,
+            seconds=LOAD_S,
+            cues_per_s=CUES_PER_S,
+            batch=BATCH,
+            result=result,
+        )
+    )
+    await until(lambda: len(result.accepted) >= WARM_CUES, "load under way")
+    return load
+
+
 @pytest.mark.timeout(240)
 async def test_aof_redis_killed_under_load_keeps_every_acknowledged_cue(
     make_local_ivs: Callable[..., Awaitable[LocalIvs]],
@@ -82,18 +102,7 @@ async def test_aof_redis_killed_under_load_keeps_every_acknowledged_cue(
     result = LoadResult()
     with redis_process(flags=AOF_ALWAYS) as server:
         async with replicas(2, gateway_args(ivs, server.url), tmp_path, http) as group:
-            load = asyncio.create_task(
-                post_load(
-                    http,
-                    [r.url for r in group],
-                    arns,
-                    seconds=LOAD_S,
-                    cues_per_s=CUES_PER_S,
-                    batch=BATCH,
-                    result=result,
-                )
-            )
-            await until(lambda: len(result.accepted) >= WARM_CUES, "load under way")
+            load = await warm_load(http, group, arns, result)
             accepted_before = len(result.accepted)
             server.kill()
             killed_at = time.time()
@@ -183,18 +192,7 @@ async def test_sentinel_failover_under_load_keeps_every_acknowledged_cue(
         url = "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in ports) + f"/{SERVICE}/0"
         args = gateway_args(ivs, url, "--redis-wait-replicas", "1")
         async with replicas(2, args, tmp_path, http) as group:
-            load = asyncio.create_task(
-                post_load(
-                    http,
-                    [r.url for r in group],
-                    arns,
-                    seconds=LOAD_S,
-                    cues_per_s=CUES_PER_S,
-                    batch=BATCH,
-                    result=result,
-                )
-            )
-            await until(lambda: len(result.accepted) >= WARM_CUES, "load under way")
+            load = await warm_load(http, group, arns, result)
             accepted_before = len(result.accepted)
             primary.kill()
             killed_at = time.time()
