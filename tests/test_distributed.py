@@ -498,13 +498,13 @@ async def test_a_partition_given_up_under_steady_writes_strands_nothing(redis_ur
 
     from metadata_gateway.core.cues import parse_cue
     from metadata_gateway.core.gateway import Gateway
-    from metadata_gateway.distributed.consumer import STOP_WAIT_S, PartitionConsumer
+    from metadata_gateway.distributed.consumer import PartitionConsumer
     from metadata_gateway.distributed.store import CueStore
 
     redis = Redis.from_url(redis_url, socket_timeout=3.0)
     store = CueStore(redis, partitions=1)
     await store.create_groups()
-    from metadata_gateway.running.tasks import TaskRegistry
+    from metadata_gateway.running.tasks import CANCEL_WAIT_S, TaskRegistry
 
     gateway = Gateway(Settings(insecure_no_auth=True))
     consumer = PartitionConsumer(redis, store, gateway, replica="me", tasks=TaskRegistry())
@@ -537,7 +537,7 @@ async def test_a_partition_given_up_under_steady_writes_strands_nothing(redis_ur
         while not writer.done():
             consumer.take(0)
             await asyncio.sleep(rng.uniform(0.0, 0.03))
-            async with asyncio.timeout(STOP_WAIT_S + 1.0):
+            async with asyncio.timeout(CANCEL_WAIT_S + 1.0):
                 await consumer.give_up(0)
             assert queued() == set()
             hand_overs += 1

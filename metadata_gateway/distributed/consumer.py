@@ -44,8 +44,6 @@ UNCONFIRMED_WAIT_S = 0.1  # a reader whose lease is unconfirmed looks again afte
 # partition before it could queue them (a stalled process); the owner takes them over.
 RECLAIM_IDLE_MS = 5000
 RECLAIM_EVERY_S = 5.0
-# A stopped reader ends once its Redis call returns: the 1 s block, or the 3 s socket timeout.
-STOP_WAIT_S = 5.0
 
 
 @dataclass(slots=True, eq=False)
@@ -163,9 +161,7 @@ class PartitionConsumer:
         readers = list(self._readers.values())
         self._readers.clear()
         await asyncio.gather(*(self._stop(reader) for reader in readers))
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.wait({self._flusher}, timeout=STOP_WAIT_S)
+        await self._tasks.cancel(self._flusher)
         try:
             async with asyncio.timeout(2.0):
                 await self._flush()
@@ -175,14 +171,8 @@ class PartitionConsumer:
     # ---- reading ------------------------------------------------------------------------
 
     async def _stop(self, reader: _Reader) -> None:
-        reader.stopped = True
-        task = reader.task
-        if task is None or task.done():
-            return
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
-        if not done:
-            log.error("reader did not stop", extra={"partition": reader.partition})
+        reader.stopped = True  # ends it after its Redis call even if the cancellation is lost
+        await self._tasks.cancel(reader.task)
 
     async def _read(self, reader: _Reader) -> None:
         partition = reader.partition

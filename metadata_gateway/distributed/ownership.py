@@ -37,7 +37,6 @@ LEASE_MS = 2000  # a dead owner's partitions move after at most this (plus one t
 LIVE_MS = 2000  # a replica without a heartbeat for this long is gone
 SELF_FENCE_S = LEASE_MS / 1000 * 0.6  # unconfirmed this long: stop sending before the lease ends
 RELEASE_WAIT_S = 6.0  # longest wait for a released partition's calls in flight
-STOP_WAIT_S = 5.0  # longest wait for the heartbeat task to end at shutdown
 
 # KEYS: lease. ARGV: replica, ms. Renew only a lease we still hold.
 _RENEW = """
@@ -156,9 +155,7 @@ class Ownership:
     async def close(self) -> None:
         """Stop, hand every partition back (its cues stay in Redis), and leave the live set."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
+        await self._tasks.cancel(self._task)
         for partition in list(self.epochs):
             self._hand_over(partition, release=True)
         if self._handovers:

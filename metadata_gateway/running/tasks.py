@@ -12,6 +12,11 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# A cancelled task ends at its next await; one inside a Redis call waits for its answer, bounded
+# by the clients' 3 s socket timeout.
+CANCEL_WAIT_S = 5.0
+CANCEL_ROUNDS = 3
+
 
 class TaskRegistry:
     """Spawns named tasks, keeps them until they end, cancels what is left at close."""
@@ -38,12 +43,26 @@ class TaskRegistry:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def cancel(self, *tasks: asyncio.Task[Any] | None) -> None:
-        """Cancel these tasks (of this registry) and wait until they have ended."""
-        running = [task for task in tasks if task is not None]
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+    async def cancel(
+        self, *tasks: asyncio.Task[Any] | None, within: float = CANCEL_WAIT_S
+    ) -> list[str]:
+        """Cancel these tasks (of this registry) and wait until they have ended, at most
+        `within` seconds a round; return the names of those still running after the last."""
+        running = {task for task in tasks if task is not None and not task.done()}
+        for _ in range(CANCEL_ROUNDS):
+            if not running:
+                return []
+            # A task can lose a cancellation (redis-py's asyncio client, on Python 3.11, may
+            # finish a command normally in a task cancelled during it): each round cancels again.
+            for task in running:
+                task.cancel()
+            ended, running = await asyncio.wait(running, timeout=within)
+            for task in ended:  # what they raised was theirs to report; read it, as gather did
+                if not task.cancelled():
+                    task.exception()
+        stuck = sorted(task.get_name() for task in running)
+        log.error("tasks did not end when cancelled", extra={"tasks": stuck})
+        return stuck
 
     async def close(self) -> list[str]:
         """Cancel every task still running, wait for them, and return their names."""
