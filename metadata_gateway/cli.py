@@ -55,6 +55,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Redis replicas that must have a cue before it is acknowledged (default 0)",
     )
+    add("--replica-id", help="this replica's unique name in Redis (MG_REPLICA_ID; default: host)")
     add("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     add("--tokens-file", metavar="FILE", help="TOML file of [[tokens]] (also MG_TOKENS_FILE)")
     add(

@@ -13,15 +13,16 @@ from types import MappingProxyType
 from typing import Any
 
 from metadata_gateway.core.arn import parse_channel_arn
-from metadata_gateway.core.channel_queue import Encoding
 from metadata_gateway.core.cues import DEFAULT_MAX_CUE_BYTES, MAX_CUE_BYTES, resolve_channel
 from metadata_gateway.core.errors import CueError
+from metadata_gateway.core.pending import Encoding
 from metadata_gateway.ingress.auth import TokenSpec
 from metadata_gateway.sending.accounts import AccountCredentials, parse_accounts
 
 IVS_CHANNEL_RATE = 5  # PutMetadata calls/s per channel, an IVS quota that cannot be raised
 IVS_ACCOUNT_RATE = 155  # PutMetadata calls/s per account and region, likewise fixed
 ENV_PREFIX = "MG_"
+_REPLICA_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -81,6 +82,9 @@ class Settings:
     # Replicas that must have a cue before it is answered 202 (Redis WAIT); 1 with Sentinel, so
     # that a failover keeps every acknowledged cue (docs/scaling.md).
     redis_wait_replicas: int = 0
+    # This replica's name in Redis (leases, heartbeats, requests); the pod name in Kubernetes.
+    # Unset: the host name and a random suffix. Two live replicas must never share one.
+    replica_id: str | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -140,6 +144,10 @@ class Settings:
             raise ConfigError(f"redis_partitions must be 1-1024, not {self.redis_partitions}")
         if not 0 <= self.redis_wait_replicas <= 16:
             raise ConfigError(f"redis_wait_replicas must be 0-16, not {self.redis_wait_replicas}")
+        if self.replica_id is not None and not _REPLICA_ID.fullmatch(self.replica_id):
+            raise ConfigError(
+                f"replica_id must be 1-64 letters, digits, '.', '_' or '-', not {self.replica_id!r}"
+            )
         if self.window_margin < 0:
             raise ConfigError("window_margin must not be negative")
         if not 0 <= self.startup_hold <= 60:

@@ -369,3 +369,22 @@ async def wait_delivered(
                 f"(none delivered in the last {stall_s} s), e.g. {sorted(missing)[:5]}"
             )
         await asyncio.sleep(0.1)
+
+
+async def wait_split(url: str, *, replicas: int, partitions: int = 16) -> None:
+    """Return once every partition's lease is held and the holders are `replicas` replicas."""
+    from redis.asyncio import Redis
+
+    from metadata_gateway.distributed.keys import PartitionKeys
+
+    redis = Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            holders = await redis.mget([PartitionKeys(p).lease for p in range(partitions)])
+            if None not in holders and len(set(holders)) == replicas:
+                return
+            assert time.monotonic() < deadline, f"partition leases: {holders}"
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()

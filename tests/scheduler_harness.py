@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from metadata_gateway.core.arn import parse_channel_arn
 from metadata_gateway.core.channel import Channel
-from metadata_gateway.core.channel_queue import Batch, Pending
 from metadata_gateway.core.cues import Cue, parse_cue
 from metadata_gateway.core.events import DropReason
 from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.pending import Batch, Pending
 from metadata_gateway.core.scheduler import BudgetScheduler, Dispatch
 
 _ids = itertools.count()

@@ -25,6 +25,7 @@ def test_sources_override_in_order(tmp_path: Path) -> None:
     assert settings.local_ivs is True
     assert dict(settings.channels) == {"main": ARN}
     assert settings.account_rate == Settings().account_rate
+    assert load_settings(environ={"MG_REPLICA_ID": "gw-7f9c.a_1"}).replica_id == "gw-7f9c.a_1"
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,8 @@ def test_sources_override_in_order(tmp_path: Path) -> None:
         ({"port": 70000}, {}, "port must be 0-65535"),
         ({}, {"MG_PORT": "eighty"}, "MG_PORT: 'eighty' is not a valid int"),
         ({}, {"MG_DRAIN_TIMEOUT": "0"}, "drain_timeout must be greater than 0"),
+        ({"replica_id": "pod 1"}, {}, "replica_id must be 1-64 letters"),
+        ({}, {"MG_REPLICA_ID": "x" * 65}, "replica_id must be 1-64 letters"),
     ],
 )
 def test_invalid_settings_name_the_setting(

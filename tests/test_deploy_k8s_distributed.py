@@ -18,12 +18,14 @@ def _documents(text: str) -> list[dict[str, Any]]:
 
 
 def test_overlay_patch_runs_several_replicas_against_redis() -> None:
-    """The overlay's Deployment patch asks for at least 2 replicas and sets MG_REDIS_URL."""
+    """The overlay's Deployment patch asks for at least 2 replicas, sets MG_REDIS_URL, and names
+    each replica after its pod (unique, and readable in channel views)."""
     (patch,) = _documents((OVERLAY / "deployment-patch.yaml").read_text())
     assert patch["spec"]["replicas"] >= 2
     (container,) = patch["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["MG_REDIS_URL"].startswith("redis://metadata-gateway-redis:")
+    assert env["MG_REPLICA_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 def test_overlay_redis_keeps_an_append_only_file() -> None:

@@ -28,6 +28,7 @@ from distributed_harness import (
     redis_server,
     replicas,
     wait_delivered,
+    wait_split,
 )
 from gateway_harness import new_channel, running_gateway
 
@@ -59,25 +60,6 @@ def redis_url() -> Iterator[str]:
         pytest.skip("redis-server is not installed")
     with redis_server() as url:
         yield url
-
-
-async def _wait_split(url: str, *, replicas: int, partitions: int = 16) -> None:
-    """Return once every partition's lease is held and the holders are `replicas` replicas."""
-    from redis.asyncio import Redis
-
-    from metadata_gateway.distributed.keys import PartitionKeys
-
-    redis = Redis.from_url(url)
-    try:
-        deadline = time.monotonic() + 10.0
-        while True:
-            holders = await redis.mget([PartitionKeys(p).lease for p in range(partitions)])
-            if None not in holders and len(set(holders)) == replicas:
-                return
-            assert time.monotonic() < deadline, f"partition leases: {holders}"
-            await asyncio.sleep(0.05)
-    finally:
-        await redis.aclose()
 
 
 async def _wait_settled(url: str, partitions: int = 16) -> None:
@@ -234,7 +216,7 @@ async def test_websocket_receipts_cross_replicas(
     arns = [new_channel(local_ivs, f"ws{i}") for i in range(16)]
     async with http.get(f"{url_a}/readyz") as response:
         assert response.status == 200
-    await _wait_split(redis_url, replicas=2)
+    await wait_split(redis_url, replicas=2)
     async with http.ws_connect(f"{url_a}/v1/ws") as ws:
         cues = [
             {"channel": a, "type": "custom", "id": f"w{i}", "data": {}} for i, a in enumerate(arns)

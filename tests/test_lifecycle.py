@@ -6,10 +6,10 @@ import orjson
 import pytest
 from scheduler_harness import Record, cue, make_channel, simulate
 
-from metadata_gateway.core.channel_queue import CueState
 from metadata_gateway.core.cues import Priority
 from metadata_gateway.core.events import DropReason
 from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.pending import CueState
 from metadata_gateway.core.scheduler import BudgetScheduler
 
 

@@ -23,11 +23,12 @@ from hypothesis.stateful import (
 )
 
 from metadata_gateway.config import Settings
-from metadata_gateway.core.channel_queue import Batch, ChannelQueue
+from metadata_gateway.core.channel_queue import ChannelQueue
 from metadata_gateway.core.cues import CUE_FIELDS, CUE_TYPES, Cue, Priority, parse_cue
 from metadata_gateway.core.envelope import MAX_METADATA_BYTES, encode_payload
 from metadata_gateway.core.errors import CueError
 from metadata_gateway.core.gateway import Gateway
+from metadata_gateway.core.pending import Batch
 from metadata_gateway.core.validation import CueRules, decode_json
 from metadata_gateway.ingress.auth import ANYONE
 from metadata_gateway.ingress.documents import accept_document

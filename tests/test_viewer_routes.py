@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from browser.harness import DemoGateway, demo_gateway
 
-from metadata_gateway.core.channel_queue import Pending
 from metadata_gateway.core.cues import Cue, Priority
+from metadata_gateway.core.pending import Pending
 from metadata_gateway.web import routes
 from metadata_gateway.web.accept_times import MAX_REMEMBERED, AcceptTimes
 

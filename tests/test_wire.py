@@ -8,9 +8,10 @@ import orjson
 
 from bench.corpus import corpus_cues, large_text
 from metadata_gateway.client import CueDecoder, Damage, DecodedCue
-from metadata_gateway.core.channel_queue import Batch, ChannelQueue, Encoding
+from metadata_gateway.core.channel_queue import ChannelQueue
 from metadata_gateway.core.cues import Cue, parse_cue
 from metadata_gateway.core.envelope import MAX_METADATA_BYTES, encode_payload
+from metadata_gateway.core.pending import Batch, Encoding
 from metadata_gateway.core.wire import PART_DATA_BYTES, pack_compressed, split_parts
 
 ARN = "arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import Enum
 
 from metadata_gateway.core.arn import ChannelArn, parse_channel_arn
-from metadata_gateway.core.channel_queue import Batch, ChannelQueue, Encoding
+from metadata_gateway.core.channel_queue import ChannelQueue
+from metadata_gateway.core.pending import Batch, Encoding
 from metadata_gateway.core.rate_limit import SlidingWindowLimiter
 
 

@@ -1,10 +1,9 @@
 """One channel's cues: waiting in order, scheduled for later, or repeating as the channel's state.
 
 Waiting cues are ordered by priority, then arrival; collapse keys replace in place; TTLs drop
-stale cues. `take_batch` takes the fullest payload of the oldest waiting cues (`packing.py`)
-and lets due state repeats ride along where there is room. A cue too big for one payload is
-sent in parts, one per call, with nothing between them: once its first part is taken, the
-channel's next calls carry the rest.
+stale cues. `take_batch` takes the fullest payload of the oldest waiting cues (`packing.py`) and
+lets due state repeats ride along where there is room. A cue too big for one payload is sent in
+parts, one per call, nothing between them: the channel's next calls carry the rest.
 """
 
 from __future__ import annotations
@@ -24,9 +23,6 @@ from metadata_gateway.core.envelope import (
 from metadata_gateway.core.packing import pack_deflated, pack_json
 from metadata_gateway.core.pending import Batch, CueState, Encoding, Pending, Taken
 from metadata_gateway.core.wire import calls_for, split_parts
-
-# The values live in pending.py; importing them from here keeps working.
-__all__ = ["Batch", "ChannelQueue", "CueState", "Encoding", "Pending", "Taken"]
 
 
 @dataclass(slots=True)
@@ -56,8 +52,7 @@ class ChannelQueue:
     )
 
     def __init__(self) -> None:
-        # One line per priority, made on first use: most channels only ever use one, and an
-        # empty OrderedDict costs 128 bytes, times 10k channels.
+        # One line per priority, made on first use: an empty OrderedDict costs 128 bytes.
         self._lanes: list[OrderedDict[int, Pending] | None] = [None] * len(Priority)
         self._scheduled: dict[int, Pending] = {}
         self._releases: list[tuple[float, int]] = []  # heap of (release_at, seq) of scheduled
@@ -149,6 +144,16 @@ class ChannelQueue:
             self._lane(cue.priority)[pending.seq] = pending
         self._remember(pending)
         return old
+
+    def restore_state(self, pending: Pending) -> bool:
+        """Repeat a state another process sent; False if a newer state of its key waits here."""
+        key = pending.cue.key or ""  # a state that repeats always has one
+        current = self._by_key.get(key)
+        if current is not None and current.cue.type == "state":
+            return False
+        pending.state = CueState.REPEATING
+        self._states[key] = pending
+        return True
 
     def remove(self, pending: Pending) -> None:
         """Take one waiting or scheduled cue out of the queue."""

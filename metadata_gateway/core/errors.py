@@ -54,3 +54,25 @@ def retry_after_ms(seconds: float) -> int:
 def invalid_cue(message: str, *, field: str) -> CueError:
     """A cue that does not match the schema, naming the offending field."""
     return CueError("invalid_cue", message, status=400, field=field)
+
+
+def already_sent(cue_id: str, channel: str) -> CueError:
+    """A cancel that came too late: the cue went out to IVS (409)."""
+    return CueError(
+        "already_sent",
+        f"cue {cue_id!r} already went out to IVS",
+        status=409,
+        id=cue_id,
+        channel=channel,
+    )
+
+
+def not_found(cue_id: str, channel: str) -> CueError:
+    """A cancel of a cue the gateway does not hold (404)."""
+    return CueError(
+        "not_found",
+        f"no cue {cue_id!r} is waiting on {channel}",
+        status=404,
+        id=cue_id,
+        channel=channel,
+    )

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Protocol
 
-from metadata_gateway.core.channel_queue import Batch, Pending
 from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.pending import Batch, Pending
 
 
 class DropReason(StrEnum):

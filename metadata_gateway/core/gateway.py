@@ -15,12 +15,12 @@ from metadata_gateway.config import Settings
 from metadata_gateway.core.admission import ChannelLoad, share_of_calls
 from metadata_gateway.core.arn import parse_channel_arn
 from metadata_gateway.core.channel import Channel
-from metadata_gateway.core.channel_queue import Batch, CueState, Pending
 from metadata_gateway.core.cues import Cue
-from metadata_gateway.core.errors import CueError
+from metadata_gateway.core.errors import already_sent, not_found
 from metadata_gateway.core.events import DeliveryListener, DropReason
 from metadata_gateway.core.idempotency import IdState, RecentIds
 from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.pending import Batch, CueState, Pending
 from metadata_gateway.core.scheduler import BudgetScheduler, RetryPolicy
 from metadata_gateway.core.stream_sessions import StreamSessions
 
@@ -100,6 +100,26 @@ class Gateway:
         if cue.not_before is None:
             cue = dataclasses.replace(cue, ttl=max(0.0, cue.ttl - max(0.0, wall - accepted_wall)))
         self.enqueue(cue, now, wall)
+
+    def restore_repeating(self, cue: Cue, *, expires_wall: float, last_sent_wall: float) -> None:
+        """Go on repeating a state cue another process sent (last at `last_sent_wall`, Unix
+        seconds), on the same schedule: its next repeat falls due one interval after that."""
+        now, wall = self.now(), self.wall_clock()
+        if cue.repeat is None or cue.key is None or expires_wall <= wall:
+            return
+        channel = self.channel(cue.channel)
+        due = now + max(0.0, last_sent_wall + cue.repeat - wall)
+        pending = Pending(
+            cue, accepted_at=now, expires_at=now + (expires_wall - wall), release_at=now
+        )
+        pending.repeat_at = due
+        if channel.queue.restore_state(pending):
+            if channel.live is None:
+                # It was live at its last send; if that changed, the first repeat finds out.
+                channel.live = True
+            budget = channel.arn.budget
+            self.schedulers[budget].touch(channel, now)
+            self.observer.work(budget)
 
     def evict(self, arns: Iterable[str]) -> list[Pending]:
         """Forget the waiting, scheduled and repeating cues of these channels without telling the
@@ -203,20 +223,8 @@ class Gateway:
             )
         )
         if in_flight or self.recent.lookup(arn, cue_id, now) is IdState.DELIVERED:
-            raise CueError(
-                "already_sent",
-                f"cue {cue_id!r} already went out to IVS",
-                status=409,
-                id=cue_id,
-                channel=arn,
-            )
-        raise CueError(
-            "not_found",
-            f"no cue {cue_id!r} is waiting on {arn}",
-            status=404,
-            id=cue_id,
-            channel=arn,
-        )
+            raise already_sent(cue_id, arn)
+        raise not_found(cue_id, arn)
 
     def channel(self, arn: str) -> Channel:
         """The channel with this ARN, created on first use."""

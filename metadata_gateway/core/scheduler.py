@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from metadata_gateway.core.channel import Channel, Slot
-from metadata_gateway.core.channel_queue import Batch, Pending
 from metadata_gateway.core.cues import Priority
 from metadata_gateway.core.events import DeliveryListener, DropReason
 from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.pending import Batch, Pending
 from metadata_gateway.core.rate_limit import Call, SlidingWindowLimiter
 
 _tiebreak = itertools.count()

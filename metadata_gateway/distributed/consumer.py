@@ -22,16 +22,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from metadata_gateway.core.channel_queue import Batch, Pending
 from metadata_gateway.core.events import DropReason
 from metadata_gateway.core.gateway import Gateway
 from metadata_gateway.core.ivs import Outcome
-from metadata_gateway.distributed.keys import GROUP, RECEIPTS, PartitionKeys, partition_of
-from metadata_gateway.distributed.store import CueStore, Entry, Settlement, decode_entry
+from metadata_gateway.core.pending import Batch, CueState, Pending
+from metadata_gateway.distributed.keys import GROUP, PartitionKeys, partition_of
+from metadata_gateway.distributed.states import StateRecord, StateRecords
+from metadata_gateway.distributed.store import (
+    CueStore,
+    Entry,
+    Settlement,
+    decode_entry,
+    scheduled_member,
+)
+from metadata_gateway.distributed.writeback import WriteBack
 from metadata_gateway.running.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
@@ -75,17 +82,13 @@ class PartitionConsumer:
         self._redis = redis
         self._tasks = tasks
         self._store = store
+        self.states = StateRecords(redis, partitions=store.partitions, probe=store.probe)
         self._gateway = gateway
         self._replica = replica
         self.may_read = may_read  # whether a partition's lease is confirmed right now
         self._readers: dict[int, _Reader] = {}
         self._entries: dict[tuple[str, str], tuple[int, str]] = {}  # (channel, id) -> entry
-        self._outbox: list[Settlement] = []
-        self._settling: set[str] = set()  # entries settled here, not yet acknowledged in Redis
-        self._receipts: list[dict[str, Any]] = []
-        self._flush_wake = asyncio.Event()
-        self._flushing = asyncio.Lock()  # one writer: a flush returns once all before it landed
-        self._flusher: asyncio.Task[None] | None = None
+        self.writer = WriteBack(redis, store, self.states, replica=replica, tasks=tasks)
         self.read = 0
         self.claimed = 0
         self.reclaimed = 0
@@ -93,7 +96,7 @@ class PartitionConsumer:
     def __repr__(self) -> str:
         return (
             f"<PartitionConsumer owned={sorted(self._readers)} entries={len(self._entries)} "
-            f"outbox={len(self._outbox)}>"
+            f"{self.writer!r}>"
         )
 
     @property
@@ -102,8 +105,8 @@ class PartitionConsumer:
         return set(self._readers)
 
     def start(self) -> None:
-        """Start the task that writes settlements and receipts to Redis."""
-        self._flusher = self._tasks.spawn(self._flush_loop(), name="mg-settle")
+        """Start the task that writes settlements, state records and receipts to Redis."""
+        self.writer.start()
 
     def take(self, partition: int) -> None:
         """Start reading a partition this replica now owns."""
@@ -152,21 +155,15 @@ class PartitionConsumer:
         )
 
     async def flush(self) -> None:
-        """Write the settlements and receipts waiting now (before a partition changes hands:
-        the next owner must not take over cues already sent)."""
-        await self._flush()
+        """Write what waits now (see `WriteBack.flush`)."""
+        await self.writer.flush()
 
     async def close(self) -> None:
         """Stop every reader, then write the settlements still waiting."""
         readers = list(self._readers.values())
         self._readers.clear()
         await asyncio.gather(*(self._stop(reader) for reader in readers))
-        await self._tasks.cancel(self._flusher)
-        try:
-            async with asyncio.timeout(2.0):
-                await self._flush()
-        except (TimeoutError, RedisError, OSError) as exc:
-            log.warning("settlements not written at shutdown", extra={"error": str(exc)})
+        await self.writer.close()
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -177,7 +174,10 @@ class PartitionConsumer:
     async def _read(self, reader: _Reader) -> None:
         partition = reader.partition
         stream = PartitionKeys(partition).stream
-        # Take over what the previous owner left pending, then read new entries.
+        # Go on repeating the previous owner's states, take over what it left pending (newer
+        # states among it replace them), then read new entries.
+        if not await self._restore_states(reader):
+            return
         if not await self._claim(reader, stream, min_idle_ms=0):
             return
         loop = asyncio.get_running_loop()
@@ -207,6 +207,27 @@ class PartitionConsumer:
             for _, entries in answer or ():
                 self.read += len(entries)
                 self._feed(partition, entries)
+
+    async def _restore_states(self, reader: _Reader) -> bool:
+        """Repeat the state cues the partition's records hold; False once the reader stopped."""
+        while not reader.stopped:
+            try:
+                records = await self.states.of_partition(
+                    reader.partition, self._gateway.wall_clock()
+                )
+            except (RedisError, OSError) as exc:
+                await self._read_failed(reader.partition, "loading states failed", exc)
+                continue
+            if reader.stopped:
+                break
+            for record in records:
+                self._gateway.restore_repeating(
+                    record.cue,
+                    expires_wall=record.expires_wall,
+                    last_sent_wall=record.last_sent_wall,
+                )
+            return True
+        return False
 
     async def _claim(self, reader: _Reader, stream: str, *, min_idle_ms: int) -> bool:
         """XAUTOCLAIM every entry pending at least `min_idle_ms` and queue it; False once the
@@ -254,9 +275,14 @@ class PartitionConsumer:
         key = (cue.channel, cue.id)
         if key in self._entries:  # read again after a change of owner: already queued here
             return
-        if entry.entry_id in self._settling:  # reclaimed while its settlement is on its way
+        if entry.entry_id in self.writer.settling:  # reclaimed while its settlement is on its way
             return
         self._entries[key] = (entry.partition, entry.entry_id)
+        if cue.type == "state" and cue.key is not None:
+            channel = self._gateway.channels.get(cue.channel)
+            replaced = [] if channel is None else channel.queue.repeating
+            # A newer state replaces the one repeating: it must not come back after a crash.
+            self._stop_repeating(cue.channel, [p for p in replaced if p.cue.key == cue.key])
         self._gateway.enqueue_accepted(cue, accepted_wall=entry.accepted_wall)
 
     # ---- DeliveryListener ---------------------------------------------------------------
@@ -266,7 +292,7 @@ class PartitionConsumer:
         ids = self._settle(channel, cues, delivered=True)
         if ids:
             at = round(self._gateway.wall_clock(), 6)
-            self._publish({"op": "sent", "channel": channel, "ids": ids, "at": at})
+            self.writer.publish({"op": "sent", "channel": channel, "ids": ids, "at": at})
 
     def cues_dropped(
         self, channel: str, cues: Sequence[Pending], reason: DropReason, now: float
@@ -274,12 +300,27 @@ class PartitionConsumer:
         """Settle dropped cues, except at shutdown, when they stay for the next owner."""
         if reason is DropReason.SHUTDOWN:
             return
+        self._stop_repeating(channel, [p for p in cues if p.state is CueState.REPEATING])
         ids = self._settle(channel, cues, delivered=False)
         if ids:
-            self._publish({"op": "dropped", "channel": channel, "ids": ids, "reason": reason.value})
+            self.writer.publish(
+                {"op": "dropped", "channel": channel, "ids": ids, "reason": reason.value}
+            )
 
     def call_finished(self, batch: Batch, outcome: Outcome, duration: float) -> None:
-        """Calls themselves change nothing in Redis."""
+        """Note when each state repeat in a successful call went out."""
+        if outcome is not Outcome.OK or not batch.repeats:
+            return
+        for pending in batch.repeats:
+            self.writer.repeated(self._record(pending))
+
+    def _record(self, pending: Pending) -> StateRecord:
+        now, wall = self._gateway.now(), self._gateway.wall_clock()
+        return StateRecord(pending.cue, wall + (pending.expires_at - now), wall)
+
+    def _stop_repeating(self, channel: str, cues: Sequence[Pending]) -> None:
+        if cues:
+            self.writer.stop_repeating(channel, [p.cue.id for p in cues])
 
     def _settle(self, channel: str, cues: Sequence[Pending], *, delivered: bool) -> list[str]:
         ids = []
@@ -288,60 +329,24 @@ class PartitionConsumer:
             if found is None:
                 continue
             partition, entry_id = found
-            ids.append(pending.cue.id)
-            self._settling.add(entry_id)
-            self._outbox.append(
+            cue = pending.cue
+            ids.append(cue.id)
+            repeats = delivered and pending.state is CueState.REPEATING
+            self.writer.settle(
                 Settlement(
                     partition,
                     entry_id,
                     channel,
-                    pending.cue.id,
+                    cue.id,
                     pending.size,
                     delivered,
-                    pending.cue.client_id,
+                    cue.client_id,
+                    scheduled=scheduled_member(cue),
+                    state=self._record(pending).encode() if repeats else b"",
+                    key=cue.key or "",
                 )
             )
-        if ids:
-            self._flush_wake.set()
         return ids
-
-    def _publish(self, message: dict[str, Any]) -> None:
-        self._receipts.append({**message, "from": self._replica})
-        self._flush_wake.set()
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._flush_wake.wait()
-            self._flush_wake.clear()
-            try:
-                await self._flush()
-            except (RedisError, OSError) as exc:
-                log.warning("settling failed; retrying", extra={"error": str(exc)})
-                await asyncio.sleep(RETRY_S)
-                self._flush_wake.set()
-
-    async def _flush(self) -> None:
-        async with self._flushing:
-            await self._write()
-
-    async def _write(self) -> None:
-        # One pass over what waits now: a flush must end under steady sending, and what comes
-        # later wakes the flush loop again. Settlements first: a receipt then never announces a
-        # cue Redis still holds as pending.
-        if self._outbox:
-            batch, self._outbox = self._outbox, []
-            try:
-                await self._store.settle(batch)
-            except BaseException:
-                self._outbox[:0] = batch
-                raise
-            self._settling.difference_update(item.entry_id for item in batch)
-        if self._receipts:
-            messages, self._receipts = self._receipts, []
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for message in messages:
-                    pipe.publish(RECEIPTS, orjson.dumps(message))
-                await pipe.execute()
 
 
 def _text(value: object) -> str:

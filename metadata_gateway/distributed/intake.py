@@ -1,5 +1,6 @@
-"""The durable accept: a replica answers 202 only once Redis holds the cues. Cancel, room and
-channel views go to the local queues of the channels this replica owns (see docs/scaling.md)."""
+"""The intake of a replica: a 202 only once Redis holds the cues; cancels and channel views that
+answer for the whole deployment (see docs/scaling.md). `Retry-After` while a connection waits for
+room is the one estimate that stays local: it looks at the channels this replica sends."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from redis.exceptions import RedisError
 from metadata_gateway.core.admission import channel_full, drain_wait, process_full
 from metadata_gateway.core.cues import Cue
 from metadata_gateway.core.errors import CueError
+from metadata_gateway.distributed.cancelling import Cancels
 from metadata_gateway.distributed.store import CueStore, Full
+from metadata_gateway.distributed.views import ChannelViews
 from metadata_gateway.intake.local import LocalIntake
 from metadata_gateway.intake.seam import Accepted, Cancelled, ChannelView
 
@@ -22,10 +25,18 @@ class RedisIntake:
     """An `Intake` that keeps cues in their partitions' Redis streams."""
 
     def __init__(
-        self, local: LocalIntake, store: CueStore, *, unavailable: Callable[[], str | None]
+        self,
+        local: LocalIntake,
+        store: CueStore,
+        *,
+        cancels: Cancels,
+        views: ChannelViews,
+        unavailable: Callable[[], str | None],
     ) -> None:
         self._local = local
         self._store = store
+        self._cancels = cancels
+        self._views = views
         self._unavailable = unavailable
         settings = local.gateway.settings
         self._settings = settings
@@ -53,9 +64,7 @@ class RedisIntake:
 
     async def keep(self, cues: Sequence[Cue]) -> list[Accepted]:
         """Keep all cues in Redis atomically, or none."""
-        reason = self._unavailable()
-        if reason is not None:
-            raise _redis_down(reason)
+        self._ensure_available()
         try:
             answer = await self._store.accept(
                 cues, channel_max=self._channel_max, partition_max=self._partition_max
@@ -74,20 +83,37 @@ class RedisIntake:
         return accepted
 
     async def cancel(self, channel: str, cue_id: str) -> Cancelled:
-        """Cancel a cue this replica holds (only the owner of its channel does, for now)."""
-        return await self._local.cancel(channel, cue_id)
+        """Cancel a cue wherever it stands: in Redis, or at the replica that owns its channel."""
+        self._ensure_available()
+        try:
+            return await self._cancels.cancel(channel, cue_id)
+        except (RedisError, OSError) as exc:
+            raise _redis_down(str(exc) or type(exc).__name__) from None
 
     def room_wait(self, keys: Iterable[tuple[str, str]], excess: int) -> float:
         """Seconds until `excess` of these cues have left the queues of this replica."""
         return self._local.room_wait(keys, excess)
 
     async def channel(self, channel: str) -> ChannelView:
-        """One channel as this replica sees it."""
-        return await self._local.channel(channel)
+        """One channel of the deployment."""
+        self._ensure_available()
+        try:
+            return await self._views.one(channel)
+        except (RedisError, OSError) as exc:
+            raise _redis_down(str(exc) or type(exc).__name__) from None
 
     async def channels(self, start: int, limit: int) -> tuple[list[ChannelView], int | None]:
-        """A page of the channels this replica has met."""
-        return await self._local.channels(start, limit)
+        """A page of the deployment's channels, in the order their first cue was accepted."""
+        self._ensure_available()
+        try:
+            return await self._views.page(start, limit)
+        except (RedisError, OSError) as exc:
+            raise _redis_down(str(exc) or type(exc).__name__) from None
+
+    def _ensure_available(self) -> None:
+        reason = self._unavailable()
+        if reason is not None:
+            raise _redis_down(reason)
 
     def _full(self, full: Full, cues: Sequence[Cue]) -> CueError:
         settings = self._settings
@@ -114,7 +140,7 @@ class RedisIntake:
 def _redis_down(reason: str) -> CueError:
     return CueError(
         "unavailable",
-        f"cues cannot be stored durably now (Redis: {reason}); retry after the time given",
+        f"the deployment's cues are out of reach now (Redis: {reason}); retry after the time given",
         status=503,
         retry_after=REDIS_RETRY_AFTER_S,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 GROUP = "mg"  # the one consumer group of every partition stream
 REPLICAS = "mg:replicas"  # ZSET: replica id -> last heartbeat (Redis time, ms)
 RECEIPTS = "mg:receipts"  # pub/sub channel of sent / dropped receipts
+CHANNELS = "mg:channels"  # ZSET: every channel a cue was accepted for -> when it was first met
 
 
 def partition_of(channel_arn: str, partitions: int) -> int:
@@ -51,9 +52,44 @@ class PartitionKeys:
         """The fencing counter, raised on every change of owner."""
         return f"mg:{self.tag}:epoch"
 
+    @property
+    def entries(self) -> str:
+        """HASH: `<channel> <id>` -> `<stream entry> <size> <scheduled member>` of each cue not
+        yet sent or dropped, for a cancel from any replica."""
+        return f"mg:{self.tag}:e"
+
+    @property
+    def state_channels(self) -> str:
+        """SET: the channels of this partition with repeating state cues."""
+        return f"mg:{self.tag}:rc"
+
+    @property
+    def facts(self) -> str:
+        """HASH: what the owner reports of each channel: l:/e:/r:/d:<channel> for liveness,
+        last error, calls sent and cues delivered."""
+        return f"mg:{self.tag}:f"
+
+    def scheduled(self, channel: str) -> str:
+        """ZSET: a channel's cues held until their not_before (the score, Unix seconds)."""
+        return f"mg:{self.tag}:t:{channel}"
+
+    def states(self, channel: str) -> str:
+        """HASH: id -> the record of a channel's sent state cue that goes on repeating."""
+        return f"mg:{self.tag}:r:{channel}"
+
     def idempotency(self, channel: str, cue_id: str) -> str:
         """A client id's marker: `q` while queued, `d` once delivered."""
         return f"mg:{self.tag}:id:{channel}:{cue_id}"
+
+
+def asks(replica: str) -> str:
+    """LIST: requests for the replica that owns a channel (a cancel, say)."""
+    return f"mg:ask:{replica}"
+
+
+def answer(request: str) -> str:
+    """LIST: the one answer to a request, pushed by the replica asked."""
+    return f"mg:answer:{request}"
 
 
 def budget_keys(channel_arn: str, budget: tuple[str, str]) -> tuple[str, str]:

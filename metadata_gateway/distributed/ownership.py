@@ -28,6 +28,7 @@ from metadata_gateway.core.gateway import Gateway
 from metadata_gateway.distributed.consumer import PartitionConsumer
 from metadata_gateway.distributed.keys import REPLICAS, PartitionKeys, busy_key
 from metadata_gateway.distributed.probe import RedisProbe
+from metadata_gateway.distributed.views import FactsReporter
 from metadata_gateway.running.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,10 @@ class Ownership:
         clock: Callable[[], float],
         tasks: TaskRegistry,
         probe: RedisProbe | None = None,
+        facts: FactsReporter | None = None,
     ) -> None:
         self._redis = redis
+        self._facts = facts
         self._tasks = tasks
         self._probe = probe or RedisProbe()
         self._consumer = consumer
@@ -217,9 +220,13 @@ class Ownership:
                 await self._consumer.flush()
                 self.epochs[partition] = int(epoch)
                 self.confirmed[partition] = started
+                if self._facts is not None:
+                    self._facts.taken(partition, self._gateway.channels)
                 self._consumer.take(partition)
                 log.info("partition taken", extra={"partition": partition, "epoch": int(epoch)})
         await self._share_accounts()
+        if self._facts is not None:
+            await self._facts.report(self._gateway.channels)
 
     def _hand_over(self, partition: int, *, release: bool) -> None:
         """Stop owning `partition` now, and give it up in a task of its own."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from redis.exceptions import RedisError
 
 # The operations timed: bounded, so they can be metric labels.
-OPERATIONS = ("accept", "budget", "heartbeat", "settle")
+OPERATIONS = ("accept", "budget", "cancel", "heartbeat", "settle", "view")
 
 
 def _ignore(operation: str, seconds: float) -> None:

@@ -13,7 +13,9 @@ from redis.exceptions import RedisError
 from metadata_gateway.config import Settings
 from metadata_gateway.core.cues import id_factory
 from metadata_gateway.core.gateway import Gateway
+from metadata_gateway.distributed.asking import ReplicaRequests
 from metadata_gateway.distributed.budget import RedisCallGate
+from metadata_gateway.distributed.cancelling import Cancels
 from metadata_gateway.distributed.connect import connect
 from metadata_gateway.distributed.consumer import PartitionConsumer
 from metadata_gateway.distributed.intake import RedisIntake
@@ -21,6 +23,7 @@ from metadata_gateway.distributed.ownership import Ownership
 from metadata_gateway.distributed.probe import OPERATIONS, RedisProbe
 from metadata_gateway.distributed.receipts import ReceiptRelay
 from metadata_gateway.distributed.store import CueStore
+from metadata_gateway.distributed.views import ChannelViews, FactsReporter
 from metadata_gateway.intake.local import LocalIntake
 from metadata_gateway.running.tasks import TaskRegistry
 from metadata_gateway.telling.metrics import Metrics
@@ -42,7 +45,9 @@ class DistributedRuntime:
         if settings.redis_url is None:
             raise ValueError("distributed mode needs redis_url")
         self.settings = settings
-        self.replica = replica or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+        self.replica = (
+            replica or settings.replica_id or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+        )
         self.redis = connect(
             settings.redis_url,
             socket_timeout=SOCKET_TIMEOUT_S,
@@ -73,6 +78,8 @@ class DistributedRuntime:
         self.consumer: PartitionConsumer | None = None
         self.ownership: Ownership | None = None
         self.relay: ReceiptRelay | None = None
+        self.requests: ReplicaRequests | None = None
+        self._views: ChannelViews | None = None
         self._groups_ready = False
         self._groups_task: asyncio.Task[None] | None = None
 
@@ -126,6 +133,19 @@ class DistributedRuntime:
         if router in gateway.listeners:
             gateway.listeners.remove(router)
         self.gate.owns = self.consumer.owns
+        partitions = self.store.partitions
+        cancels = Cancels(
+            self.redis,
+            gateway,
+            self.consumer,
+            partitions=partitions,
+            probe=self.probe,
+            publish=self.consumer.writer.publish,
+        )
+        self.requests = ReplicaRequests(
+            self.redis, replica=self.replica, tasks=tasks, handler=cancels.answer
+        )
+        cancels.requests = self.requests
         self.ownership = Ownership(
             self.redis,
             self.consumer,
@@ -135,16 +155,30 @@ class DistributedRuntime:
             clock=clock,
             tasks=tasks,
             probe=self.probe,
+            facts=FactsReporter(self.redis, partitions=partitions, owns=self.consumer.owns),
         )
         self.consumer.may_read = self.ownership.may_read
-        self.intake = RedisIntake(LocalIntake(gateway), self.store, unavailable=self.unavailable)
+        views = self._views = ChannelViews(
+            self.redis,
+            partitions=partitions,
+            aliases=gateway.aliases,
+            wall_clock=gateway.wall_clock,
+            probe=self.probe,
+        )
+        self.intake = RedisIntake(
+            LocalIntake(gateway),
+            self.store,
+            cancels=cancels,
+            views=views,
+            unavailable=self.unavailable,
+        )
         self.relay = ReceiptRelay(self._pubsub_redis, router, replica=self.replica, tasks=tasks)
         try:
-            await self.store.create_groups()
-            self._groups_ready = True
+            await self._prepare_redis()
         except (RedisError, OSError) as exc:
             log.warning("Redis not reachable at start", extra={"error": str(exc)})
         self.consumer.start()
+        self.requests.start()
         self.relay.start()
         self.ownership.start()
         self._groups_task = (
@@ -157,12 +191,18 @@ class DistributedRuntime:
             extra={"replica": self.replica, "partitions": self.store.partitions},
         )
 
+    async def _prepare_redis(self) -> None:
+        """Create the partitions' groups, and list the configured channels first in views."""
+        await self.store.create_groups()
+        assert self._views is not None
+        await self._views.register(self.settings.channels.values())
+        self._groups_ready = True
+
     async def _create_groups_later(self) -> None:
         while not self._groups_ready:
             await asyncio.sleep(1.0)
             try:
-                await self.store.create_groups()
-                self._groups_ready = True
+                await self._prepare_redis()
             except (RedisError, OSError) as exc:
                 log.warning("Redis still not reachable", extra={"error": str(exc)})
 
@@ -171,6 +211,8 @@ class DistributedRuntime:
         if self._groups_task is not None:
             self._groups_task.cancel()
             await asyncio.gather(self._groups_task, return_exceptions=True)
+        if self.requests is not None:
+            await self.requests.close()
         if self.ownership is not None:
             await self.ownership.close()
         if self.consumer is not None:

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from metadata_gateway.core.cues import Cue, Priority
-from metadata_gateway.distributed.keys import GROUP, PartitionKeys, partition_of
+from metadata_gateway.distributed.keys import CHANNELS, GROUP, PartitionKeys, partition_of
 from metadata_gateway.distributed.probe import RedisProbe
 
 _Arg = bytes | str | int | float
@@ -20,21 +20,23 @@ IDEMPOTENCY_TTL_MS = 600_000  # the README's 10 minutes for ids queued or delive
 # How long an accept waits for its replicas (WAIT); below the client's 3 s socket timeout.
 WAIT_REPLICAS_MS = 1000
 
-# KEYS: per cue, its partition's stream, counts hash and id marker (3 keys each).
+# KEYS: the channel registry, then per cue its partition's stream, counts hash, id marker, entries
+# hash and the channel's scheduled set (5 keys each).
 # ARGV: channel_max_cues, channel_max_bytes, partition_max_cues, partition_max_bytes, id_ttl_ms,
-# then per cue: channel, client_id (0/1), size, body.
+# then per cue: channel, client_id (0/1), size, body, cue id, not_before ("" if none), member.
 # Returns per cue "q" (queued), "dq" or "dd" (duplicate of a queued / delivered cue),
 # or {"full", scope, channel, cues, bytes} and changes nothing.
 _ACCEPT = """
 local cmax, bmax = tonumber(ARGV[1]), tonumber(ARGV[2])
 local pcmax, pbmax = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl = ARGV[5]
-local n = #KEYS / 3
+local K, A = 5, 7
+local n = (#KEYS - 1) / K
 local status, seen, add = {}, {}, {}
 for i = 1, n do
-  local a = 5 + (i - 1) * 4
+  local a = 5 + (i - 1) * A
   local channel, client, size = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local idkey, counts = KEYS[(i - 1) * 3 + 3], KEYS[(i - 1) * 3 + 2]
+  local counts, idkey = KEYS[1 + (i - 1) * K + 2], KEYS[1 + (i - 1) * K + 3]
   local dup = nil
   if client == "1" then
     dup = redis.call("GET", idkey)
@@ -69,11 +71,16 @@ local t = redis.call("TIME")
 local wall = t[1] .. string.format("%06d", tonumber(t[2]))
 for i = 1, n do
   if status[i] == "q" then
-    local a = 5 + (i - 1) * 4
+    local a = 5 + (i - 1) * A
     local channel, client, size, body = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-    local k = (i - 1) * 3
+    local id, not_before, member = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+    local k = 1 + (i - 1) * K
     local stream, counts, idkey = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-    redis.call("XADD", stream, "*", "c", body, "w", wall)
+    local entries, scheduled = KEYS[k + 4], KEYS[k + 5]
+    local entry = redis.call("XADD", stream, "*", "c", body, "w", wall)
+    redis.call("HSET", entries, channel .. " " .. id, entry .. " " .. size .. " " .. member)
+    if not_before ~= "" then redis.call("ZADD", scheduled, not_before, member) end
+    redis.call("ZADD", KEYS[1], "NX", tonumber(wall) + i, channel)  -- in the order met
     if client == "1" then redis.call("SET", idkey, "q", "PX", ttl) end
     redis.call("HINCRBY", counts, "n:" .. channel, 1)
     redis.call("HINCRBY", counts, "n:*", 1)
@@ -84,20 +91,28 @@ end
 return status
 """
 
-# KEYS: stream, counts, then one id marker per entry. ARGV: group, id_ttl_ms, then per entry:
-# entry id, channel, size, outcome ("d" delivered / "x" dropped), client_id (0/1).
+# KEYS: stream, counts, entries hash, state channels set, then per entry its id marker, its
+# channel's scheduled set and its channel's state records (3 keys each). ARGV: group, id_ttl_ms,
+# then per entry: entry id, channel, size, outcome ("d" delivered / "x" dropped), client_id (0/1),
+# cue id, scheduled member ("" if none), state record ("" if none), state key.
 # An entry another owner already settled changes nothing (XDEL answers 0), so settling twice
-# after a change of owner never counts a cue out twice.
+# after a change of owner never counts a cue out twice, nor brings back a state record.
 _SETTLE = """
-local stream, counts = KEYS[1], KEYS[2]
+local stream, counts, entries, state_channels = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, ttl = ARGV[1], ARGV[2]
-local n = (#ARGV - 2) / 5
+local A = 9
+local n = (#ARGV - 2) / A
 local settled = 0
 for i = 1, n do
-  local a = 2 + (i - 1) * 5
+  local a = 2 + (i - 1) * A
   local entry, channel, size = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local outcome, client = ARGV[a + 4], ARGV[a + 5]
+  local outcome, client, id = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local member, record, key = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
+  local idkey, scheduled, states = KEYS[4 + (i - 1) * 3 + 1], KEYS[4 + (i - 1) * 3 + 2],
+    KEYS[4 + (i - 1) * 3 + 3]
   redis.call("XACK", stream, group, entry)
+  redis.call("HDEL", entries, channel .. " " .. id)
+  if member ~= "" then redis.call("ZREM", scheduled, member) end
   if redis.call("XDEL", stream, entry) == 1 then
     settled = settled + 1
     redis.call("HINCRBY", counts, "n:" .. channel, -1)
@@ -107,9 +122,17 @@ for i = 1, n do
     if tonumber(redis.call("HGET", counts, "n:" .. channel) or "0") <= 0 then
       redis.call("HDEL", counts, "n:" .. channel, "b:" .. channel)
     end
+    if outcome == "d" and record ~= "" then
+      -- The newest sent state of a key is the one that repeats: older records of it go.
+      local old = redis.call("HGETALL", states)
+      for j = 1, #old, 2 do
+        if cjson.decode(old[j + 1])["k"] == key then redis.call("HDEL", states, old[j]) end
+      end
+      redis.call("HSET", states, id, record)
+      redis.call("SADD", state_channels, channel)
+    end
   end
   if client == "1" then
-    local idkey = KEYS[2 + i]
     if outcome == "d" then
       redis.call("SET", idkey, "d", "PX", ttl)
     else
@@ -156,6 +179,9 @@ class Settlement:
     size: int
     delivered: bool
     client_id: bool
+    scheduled: bytes = b""  # the cue's member of its channel's scheduled set, if it had one
+    state: bytes = b""  # for a sent state cue that repeats: its record (see states.py)
+    key: str = ""  # and its state key
 
 
 def encode_cue(cue: Cue) -> bytes:
@@ -172,8 +198,16 @@ def encode_cue(cue: Cue) -> bytes:
             "cid": cue.client_id,
             "nb": cue.not_before,
             "r": cue.repeat,
+            "ps": cue.persist,
         }
     )
+
+
+def scheduled_member(cue: Cue) -> bytes:
+    """A scheduled cue's member of its channel's scheduled set: what the channel views list."""
+    if cue.not_before is None:
+        return b""
+    return orjson.dumps({"id": cue.id, "type": cue.type, "not_before": cue.not_before})
 
 
 def decode_cue(body: bytes | str) -> Cue:
@@ -190,6 +224,7 @@ def decode_cue(body: bytes | str) -> Cue:
         client_id=bool(obj["cid"]),
         not_before=obj["nb"],
         repeat=obj["r"],
+        persist=bool(obj.get("ps", False)),
     )
 
 
@@ -250,12 +285,20 @@ class CueStore:
         partition_max: tuple[int, int],
     ) -> list[str] | Full:
         """Keep `cues` all or none; per cue "q", "dq" or "dd", or the bound that was reached."""
-        keys: list[str] = []
+        keys: list[str] = [CHANNELS]
         args: list[_Arg] = [*channel_max, *partition_max, IDEMPOTENCY_TTL_MS]
         for cue in cues:
             part = self.keys(cue.channel)
-            keys += [part.stream, part.counts, part.idempotency(cue.channel, cue.id)]
+            keys += [
+                part.stream,
+                part.counts,
+                part.idempotency(cue.channel, cue.id),
+                part.entries,
+                part.scheduled(cue.channel),
+            ]
+            not_before = "" if cue.not_before is None else repr(cue.not_before)
             args += [cue.channel, int(cue.client_id), len(cue.item), encode_cue(cue)]
+            args += [cue.id, not_before, scheduled_member(cue)]
         if not self.wait_replicas:
             with self.probe.timed("accept"):
                 answer = await self._accept(keys=keys, args=args)
@@ -281,16 +324,24 @@ class CueStore:
             by_partition.setdefault(item.partition, []).append(item)
         for index, items in by_partition.items():
             part = PartitionKeys(index)
-            keys = [part.stream, part.counts]
+            keys = [part.stream, part.counts, part.entries, part.state_channels]
             args: list[_Arg] = [GROUP, IDEMPOTENCY_TTL_MS]
             for item in items:
-                keys.append(part.idempotency(item.channel, item.cue_id))
+                keys += [
+                    part.idempotency(item.channel, item.cue_id),
+                    part.scheduled(item.channel),
+                    part.states(item.channel),
+                ]
                 args += [
                     item.entry_id,
                     item.channel,
                     item.size,
                     "d" if item.delivered else "x",
                     int(item.client_id),
+                    item.cue_id,
+                    item.scheduled,
+                    item.state,
+                    item.key,
                 ]
             with self.probe.timed("settle"):
                 await self._settle(keys=keys, args=args)

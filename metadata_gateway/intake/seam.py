@@ -57,6 +57,7 @@ class ChannelView:
     last_error: str | None = None
     scheduled_cues: tuple[dict[str, Any], ...] = field(default=())
     repeating_cues: tuple[dict[str, Any], ...] = field(default=())
+    owner: str | None = None  # the replica sending the channel's cues (distributed mode)
 
     def as_json(self, *, detail: bool = False) -> dict[str, Any]:
         """The JSON body; `detail` lists the scheduled and repeating cues."""
@@ -71,6 +72,7 @@ class ChannelView:
             "sent_requests": self.sent_requests,
             "delivered_cues": self.delivered_cues,
             "last_error": self.last_error,
+            "owner": self.owner,
         }
         if detail:
             body["scheduled_cues"] = list(self.scheduled_cues)

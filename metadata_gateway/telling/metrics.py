@@ -18,9 +18,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from metadata_gateway.core.channel_queue import Batch, Pending
 from metadata_gateway.core.events import DropReason
 from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.pending import Batch, Pending
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 if TYPE_CHECKING:  # only read through: the metrics need not load the core

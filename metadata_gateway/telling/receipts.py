@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from metadata_gateway.core.channel_queue import Batch, Pending
 from metadata_gateway.core.events import DropReason
 from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.pending import Batch, Pending
 
 
 class ReceiptSubscriber(Protocol):

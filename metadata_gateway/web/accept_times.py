@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
-from metadata_gateway.core.channel_queue import Batch, Pending
 from metadata_gateway.core.events import DropReason
 from metadata_gateway.core.ivs import Outcome
+from metadata_gateway.core.pending import Batch, Pending
 
 # Cues whose accept time is kept, the oldest forgotten first: at IVS's 155 calls/s per account
 # this covers over a minute of full payloads, far more than the few seconds to a viewer.
