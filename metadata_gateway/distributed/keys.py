@@ -13,6 +13,7 @@ from dataclasses import dataclass
 GROUP = "mg"  # the one consumer group of every partition stream
 REPLICAS = "mg:replicas"  # ZSET: replica id -> last heartbeat (Redis time, ms)
 RECEIPTS = "mg:receipts"  # pub/sub channel of sent / dropped receipts
+ID_PREFIX = "mg:id-prefix"  # counter: each replica's number, the prefix of the cue ids it makes
 
 
 def partition_of(channel_arn: str, partitions: int) -> int:
