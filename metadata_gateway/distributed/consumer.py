@@ -192,6 +192,8 @@ class PartitionConsumer:
                 continue
             if loop.time() >= next_reclaim:
                 next_reclaim = loop.time() + RECLAIM_EVERY_S
+                if not await self._others_pending(reader, stream):
+                    continue
                 if not await self._claim(reader, stream, min_idle_ms=RECLAIM_IDLE_MS):
                     return
                 continue
@@ -208,27 +210,43 @@ class PartitionConsumer:
                 self.read += len(entries)
                 self._feed(partition, entries)
 
+    async def _others_pending(self, reader: _Reader, stream: str) -> bool:
+        """Whether another consumer holds entries of this stream: a long backlog leaves this
+        replica's own entries idle for long, and claiming them again is work for nothing."""
+        try:
+            summary: Any = await self._redis.xpending(stream, GROUP)
+        except (RedisError, OSError) as exc:
+            await self._read_failed(reader.partition, "pending summary failed", exc)
+            return False
+        return any(
+            _text(consumer["name"]) != self._replica for consumer in summary["consumers"] or ()
+        )
+
     async def _claim(self, reader: _Reader, stream: str, *, min_idle_ms: int) -> bool:
         """XAUTOCLAIM every entry pending at least `min_idle_ms` and queue it; False once the
         reader was stopped."""
         start = "0-0"
         while not reader.stopped:
             try:
-                claim: Any = await self._redis.xautoclaim(
-                    stream, GROUP, self._replica, min_idle_ms, start_id=start, count=READ_COUNT
-                )
+                # No settlement may land between the claim and the queueing of what it found:
+                # a cue sent meanwhile would be queued again once its settlement had left
+                # `_settling`, and sent twice.
+                async with self._flushing:
+                    claim: Any = await self._redis.xautoclaim(
+                        stream, GROUP, self._replica, min_idle_ms, start_id=start, count=READ_COUNT
+                    )
+                    if reader.stopped:
+                        break
+                    start = _text(claim[0])
+                    claimed = [e for e in claim[1] if e and e[1]]
+                    self._feed(reader.partition, claimed)
             except (RedisError, OSError) as exc:
                 await self._read_failed(reader.partition, "claim failed", exc)
                 continue
-            if reader.stopped:
-                break
-            start = _text(claim[0])
-            claimed = [e for e in claim[1] if e and e[1]]
             if min_idle_ms:
                 self.reclaimed += len(claimed)
             else:
                 self.claimed += len(claimed)
-            self._feed(reader.partition, claimed)
             if start == "0-0":
                 return True
         return False
