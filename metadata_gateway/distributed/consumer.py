@@ -192,7 +192,7 @@ class PartitionConsumer:
                 continue
             if loop.time() >= next_reclaim:
                 next_reclaim = loop.time() + RECLAIM_EVERY_S
-                if not await self._others_pending(reader, stream):
+                if not await self._strays_pending(reader, stream):
                     continue
                 if not await self._claim(reader, stream, min_idle_ms=RECLAIM_IDLE_MS):
                     return
@@ -210,17 +210,23 @@ class PartitionConsumer:
                 self.read += len(entries)
                 self._feed(partition, entries)
 
-    async def _others_pending(self, reader: _Reader, stream: str) -> bool:
-        """Whether another consumer holds entries of this stream: a long backlog leaves this
-        replica's own entries idle for long, and claiming them again is work for nothing."""
+    async def _strays_pending(self, reader: _Reader, stream: str) -> bool:
+        """Whether this stream's pending entries include some this replica does not hold:
+        another consumer's, or its own that never reached its queues (a read whose answer was
+        lost with the connection). A long backlog leaves this replica's own queued entries
+        idle for long, and claiming them again is work for nothing."""
         try:
             summary: Any = await self._redis.xpending(stream, GROUP)
         except (RedisError, OSError) as exc:
             await self._read_failed(reader.partition, "pending summary failed", exc)
             return False
-        return any(
-            _text(consumer["name"]) != self._replica for consumer in summary["consumers"] or ()
-        )
+        mine = 0
+        for consumer in summary["consumers"] or ():
+            if _text(consumer["name"]) != self._replica:
+                return True
+            mine = int(consumer["pending"])
+        held = sum(1 for partition, _ in self._entries.values() if partition == reader.partition)
+        return mine > held + len(self._settling)
 
     async def _claim(self, reader: _Reader, stream: str, *, min_idle_ms: int) -> bool:
         """XAUTOCLAIM every entry pending at least `min_idle_ms` and queue it; False once the
