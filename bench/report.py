@@ -57,6 +57,17 @@ DISTRIBUTED_KEYS = (
 )
 
 
+# How the replicas compare with one process run beside them in the same run (parity).
+PARITY_KEYS = (
+    "distributed_fill_ratio",  # payload fill, replicas / one process (saturated, 100 B)
+    "distributed_p50_ratio",  # delivery latency p50, replicas / one process
+    "distributed_p99_ratio",
+    "distributed_429_share_points",  # POSTs refused 429, replicas minus one process, in points
+    "distributed_account_429_share_points",  # the same in the account scenario
+    "distributed_fairness",  # Jain over the channels, busy channels spread unevenly (30 / 3 / 0)
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One figure's target: `key <op> bound`."""
@@ -77,6 +88,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
     "==": operator.eq,
+    "within": lambda value, bound: abs(value) <= bound,
 }
 
 TARGETS = (
@@ -97,6 +109,12 @@ TARGETS = (
     Target("throttled_any_scenario", "==", 0),
     Target("lost_cues_any_scenario", "==", 0),
     Target("deflate_cues_per_call_ratio", ">=", 2.0),
+    Target("distributed_fill_ratio", ">=", 0.99),
+    Target("distributed_p50_ratio", "<=", 1.1),
+    Target("distributed_p99_ratio", "<=", 1.1),
+    Target("distributed_429_share_points", "within", 5),
+    Target("distributed_account_429_share_points", "within", 5),
+    Target("distributed_fairness", ">=", 0.99),
 )
 
 
@@ -153,13 +171,49 @@ def summarize(scenarios: dict[str, Any]) -> dict[str, Any]:
 
 def summarize_distributed(distributed: dict[str, Any]) -> dict[str, Any]:
     """The `distributed_summary` object: `DISTRIBUTED_KEYS` as `summarize` computes them from
-    the distributed runs, plus `replicas`, or None each and `skipped` when it did not run."""
+    the distributed runs, plus `replicas`, the same keys of the single process run beside them
+    (`single_process`) and `PARITY_KEYS`; or None each and `skipped` when it did not run."""
     summary = summarize(distributed)
     figures: dict[str, Any] = {"replicas": distributed.get("replicas")}
     figures.update({key: summary[key] for key in DISTRIBUTED_KEYS})
+    single_runs = distributed.get("single_process") or {}
+    single = summarize(single_runs)
+    figures["single_process"] = {key: single[key] for key in DISTRIBUTED_KEYS}
+
+    def share(runs: dict[str, Any], *path: str) -> Any:
+        return _get(runs, *path, "refused_share")
+
+    sat = ("saturated", "by_size", SUMMARY_SIZE)
+    figures.update(
+        {
+            "distributed_fill_ratio": _ratio(
+                summary["payload_fill"], single["payload_fill"], digits=4
+            ),
+            "distributed_p50_ratio": _ratio(
+                summary["delivery_latency_p50_ms"], single["delivery_latency_p50_ms"], digits=4
+            ),
+            "distributed_p99_ratio": _ratio(
+                summary["delivery_latency_p99_ms"], single["delivery_latency_p99_ms"], digits=4
+            ),
+            "distributed_429_share_points": _points(
+                share(distributed, *sat), share(single_runs, *sat)
+            ),
+            "distributed_account_429_share_points": _points(
+                share(distributed, "account"), share(single_runs, "account")
+            ),
+            "distributed_fairness": _get(distributed, "uneven", "fairness"),
+        }
+    )
     if "skipped" in distributed:
         figures["skipped"] = distributed["skipped"]
     return figures
+
+
+def _points(part: Any, whole: Any) -> float | None:
+    """The difference of two shares, in percentage points."""
+    if part is None or whole is None:
+        return None
+    return round(float(part - whole) * 100, 2)
 
 
 def _gateway_runs(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
@@ -181,6 +235,8 @@ def check_targets(summary: dict[str, Any], scenarios: dict[str, Any]) -> list[di
     lost = [r["lost_cues"] for r in runs if "lost_cues" in r]
     values["lost_cues_any_scenario"] = max(lost) if lost else None
     values["schedule_lag_p99_ms"] = _get(scenarios, "light", "schedule_lag_p99_ms")
+    parity = summarize_distributed(scenarios.get("distributed") or {})
+    values.update({key: parity[key] for key in PARITY_KEYS})
     return [
         {
             "key": t.key,
@@ -364,53 +420,78 @@ def _distributed(result: dict[str, Any]) -> list[str]:
     title = "7. Distributed mode: the figures of 1 (100 B) and 3, one process vs 3 replicas"
     if "skipped" in distributed:
         return ["", title, f"  skipped: {distributed['skipped']}"]
-    single = result["summary"]
     replicas = result.get("distributed_summary") or {}
+    # The single process run beside the replicas; from scenarios 1 and 3 in older documents.
+    here = "single_process" in distributed
+    single_runs = distributed["single_process"] if here else result["scenarios"]
+    single = replicas.get("single_process") if here else result["summary"]
+    single = single or {}
     targets = {t.key: f"{t.op} {t.bound:g}" for t in TARGETS}
     sat = _get(distributed, "saturated", "by_size", SUMMARY_SIZE) or {}
     acc = distributed.get("account") or {}
+    uneven = distributed.get("uneven") or {}
+    single_sat = _get(single_runs, "saturated", "by_size", SUMMARY_SIZE) or {}
+    single_acc = single_runs.get("account") or {}
+    single_uneven = single_runs.get("uneven") or {}
     rows: list[list[Any]] = [
         [key, single.get(key), replicas.get(key), targets.get(key, "")] for key in DISTRIBUTED_KEYS
     ]
     rows += [
         [
             "tightest 6 calls, ms",
-            _tightest(result, "saturated"),
+            single_sat.get("tightest_6_calls_ms"),
             sat.get("tightest_6_calls_ms"),
             "",
         ],
         [
             "tightest 156 calls, ms",
-            _get(result, "scenarios", "account", "tightest_156_calls_ms"),
+            single_acc.get("tightest_156_calls_ms"),
             acc.get("tightest_156_calls_ms"),
             "",
         ],
+        ["POSTs refused 429, share", single_sat.get("refused_share"), sat.get("refused_share"), ""],
         [
-            "POSTs refused 429, share",
-            _get(result, "scenarios", "saturated", "by_size", SUMMARY_SIZE, "refused_share"),
-            sat.get("refused_share"),
+            "account: POSTs refused 429, share",
+            single_acc.get("refused_share"),
+            acc.get("refused_share"),
             "",
         ],
-        [
-            "account lost cues",
-            _get(result, "scenarios", "account", "lost_cues"),
-            acc.get("lost_cues"),
-            "",
-        ],
+        ["account lost cues", single_acc.get("lost_cues"), acc.get("lost_cues"), ""],
         [
             "duplicate deliveries",
-            _get(result, "scenarios", "saturated", "by_size", SUMMARY_SIZE, "duplicate_deliveries"),
+            single_sat.get("duplicate_deliveries"),
             sat.get("duplicate_deliveries"),
             "",
         ],
+        [
+            f"uneven ({' / '.join(map(str, uneven.get('channels_per_replica', [])))}): fairness",
+            single_uneven.get("fairness"),
+            uneven.get("fairness"),
+            "",
+        ],
+        [
+            "uneven: calls per channel min / max",
+            single_uneven.get("calls_per_channel_min_max"),
+            uneven.get("calls_per_channel_min_max"),
+            "",
+        ],
+        [
+            "uneven: account utilization",
+            single_uneven.get("account_utilization"),
+            uneven.get("account_utilization"),
+            "",
+        ],
     ]
-    return _rows(
+    lines = _rows(
         title, ["figure", "1 process", f"{replicas.get('replicas')} replicas", "target"], rows
     )
-
-
-def _tightest(result: dict[str, Any], name: str) -> Any:
-    return _get(result, "scenarios", name, "by_size", SUMMARY_SIZE, "tightest_6_calls_ms")
+    if here:
+        lines += _rows(
+            "   parity: 3 replicas against the process run beside them",
+            ["figure", "value", "target"],
+            [[key, replicas.get(key), targets.get(key, "")] for key in PARITY_KEYS],
+        )
+    return lines
 
 
 def render(result: dict[str, Any]) -> str:
@@ -487,5 +568,5 @@ def _encoding(scenarios: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _ratio(part: Any, whole: Any) -> float | None:
-    return round(part / whole, 2) if part and whole else None
+def _ratio(part: Any, whole: Any, *, digits: int = 2) -> float | None:
+    return round(part / whole, digits) if part and whole else None

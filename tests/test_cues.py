@@ -6,7 +6,16 @@ from typing import Any
 
 import pytest
 
-from metadata_gateway.core.cues import DEFAULT_MAX_CUE_BYTES, Priority, parse_cue
+from metadata_gateway.core.cues import (
+    DEFAULT_MAX_CUE_BYTES,
+    ID_PREFIX_LENGTH,
+    ID_PREFIXES,
+    IdFactory,
+    Priority,
+    id_factory,
+    id_prefix,
+    parse_cue,
+)
 from metadata_gateway.core.envelope import MAX_METADATA_BYTES, encode_payload
 from metadata_gateway.core.errors import CueError
 
@@ -125,3 +134,16 @@ def test_raw_cue_is_verbatim_and_limited_to_1024_bytes() -> None:
     assert cue.raw
     error = refused({"channel": ARN, "type": "raw", "data": "ü" * 513})
     assert error.details["size"] == 1026
+
+
+def test_numbered_id_prefixes_are_as_long_as_random_ones_and_wrap() -> None:
+    """A replica's numbered prefix takes the 3 characters of a random one, distinct for every
+    number below `ID_PREFIXES`, and ids keep a single process's length."""
+    prefixes = {id_prefix(n) for n in range(5_000)}
+    assert len(prefixes) == 5_000
+    assert {len(p) for p in prefixes} == {ID_PREFIX_LENGTH}
+    assert id_prefix(ID_PREFIXES + 7) == id_prefix(7)
+    ids = IdFactory()
+    single = id_factory()
+    ids.prefix = id_prefix(12_345)
+    assert [len(ids()) for _ in range(40)] == [len(single()) for _ in range(40)]

@@ -33,6 +33,7 @@ from distributed_harness import (
 from gateway_harness import new_channel, running_gateway
 
 from metadata_gateway.config import Settings
+from metadata_gateway.core.cues import ID_ALPHABET, ID_PREFIX_LENGTH, ID_PREFIXES, id_factory
 from metadata_gateway.distributed.ownership import assignment, fair_limit, preferred_owner
 from metadata_gateway.local_ivs import LocalIvs
 from metadata_gateway.running.app import create_app
@@ -255,6 +256,38 @@ async def test_idempotent_ids_hold_across_replicas(
 
 
 @needs_redis
+async def test_replica_ids_are_as_short_as_a_single_process_and_distinct(
+    local_ivs: LocalIvs,
+    two_replicas: tuple[web.Application, web.Application, str, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    """Each replica prefixes its cue ids with a number of its own from Redis, in the same 3
+    characters a single process's random prefix takes, so payloads carry as many cues."""
+    _, _, url_a, url_b = two_replicas
+    arn = new_channel(local_ivs, "ids")
+    single = id_factory()()
+    ids = []
+    for url in (url_a, url_b, url_a):
+        async with http.post(
+            f"{url}/v1/cues", json={"channel": arn, "type": "custom", "data": {}}
+        ) as response:
+            assert response.status == 202
+            ids.append((await response.json())["cues"][0]["id"])
+    assert [len(i) for i in ids] == [len(single)] * 3
+    prefixes = [i[:ID_PREFIX_LENGTH] for i in ids]
+    assert prefixes[0] == prefixes[2] != prefixes[1]
+    numbers = sorted(_prefix_number(p) for p in prefixes[:2])
+    assert (numbers[1] - numbers[0]) % ID_PREFIXES == 1
+
+
+def _prefix_number(prefix: str) -> int:
+    number = 0
+    for char in prefix:
+        number = number * len(ID_ALPHABET) + ID_ALPHABET.index(char)
+    return number
+
+
+@needs_redis
 async def test_channel_bound_holds_across_replicas(local_ivs: LocalIvs, redis_url: str) -> None:
     """The per-channel queue bound counts the cues accepted by every replica."""
     arn = new_channel(local_ivs, "bound", live=False)
@@ -315,6 +348,39 @@ async def test_two_gates_never_admit_more_than_the_channel_rate(redis_url: str) 
     assert all(max_in_window(times) <= 5 for times in admitted.values())
     assert max_in_window([t for times in admitted.values() for t in times]) <= 7
     assert sum(len(times) for times in admitted.values()) >= 14
+
+
+@needs_redis
+async def test_outlook_says_when_a_channel_sends_next(redis_url: str) -> None:
+    """What a replica that refuses a full channel reads in Redis: nothing to wait for while the
+    channel's window has room, about a window after its 5 calls otherwise; and the account's
+    busy channels over every replica."""
+    from redis.asyncio import Redis
+
+    from metadata_gateway.distributed.budget import RedisCallGate
+    from metadata_gateway.distributed.keys import busy_key
+
+    redis = Redis.from_url(redis_url)
+    gate = RedisCallGate(
+        redis, replica="a", channel_rate=5, account_rate=155, ivs_timeout=5.0, margin=0.002
+    )
+    budget = ("us-west-2", "123456789012")
+    arn = "arn:aws:ivs:us-west-2:123456789012:channel/outlook"
+    try:
+        await redis.hset(busy_key(budget), mapping={"a": 2, "b": 3})
+        for _ in range(4):
+            ticket, _ = await gate.acquire(arn, budget)
+            await gate.release(ticket)
+        wait, busy = await gate.outlook(arn, budget)
+        assert (wait, busy) == (0.0, 5)
+        ticket, _ = await gate.acquire(arn, budget)
+        await gate.release(ticket)
+        wait, _ = await gate.outlook(arn, budget)
+        assert 0.9 < wait <= 1.003
+        refused, _ = await gate.acquire(arn, budget)
+        assert refused is None  # the rule `outlook` reads is the one that refuses
+    finally:
+        await redis.aclose()
 
 
 @needs_redis

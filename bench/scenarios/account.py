@@ -92,6 +92,7 @@ async def drive(
         "cue_bytes": CUE_SIZE,
         "cues_per_channel": per_channel,
         "prefill_s": round(log.ended - log.started, 3),
+        **{key: value for key, value in log.as_json().items() if "refused" in key},
         "drained": drained,
         "window_s": round(closes - opens, 3),
         "window_calls": len(window),

@@ -1,9 +1,13 @@
-"""Scenario 7: scenarios 1 (100 B cues) and 3 again, with 3 replicas sharing one Redis.
+"""Scenario 7: scenarios 1 (100 B cues) and 3 again, with 3 replicas sharing one Redis, each
+beside a single process run in the same way, one after the other, on the same machine.
 
 Each part starts its own local IVS, a throwaway redis-server and three `serve --redis-url`
 replicas, and posts its load to the replicas in turn, as a round-robin load balancer would. The
 figures are computed exactly as for the single process, from the same IVS record, so that the two
-can be read side by side. Skipped, with a note, when redis-server is not installed.
+can be read side by side. A third part spreads the busy channels unevenly over the replicas (30
+channels in partitions one replica owns, 3 in another's, none in the third's), where a fair
+share of the account has to follow the channels, not the replicas. Skipped, with a note, when
+redis-server is not installed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bench import observe, procs
 from bench.context import Bench
 from bench.procs import Child
 from bench.scenarios import account, saturated
+from metadata_gateway.config import Settings
 
 REPLICAS = 3
 SIZE = 100  # the summary's cue size
@@ -29,6 +34,9 @@ OWNERSHIP_SETTLE_S = 1.0  # replicas heartbeat every 0.5 s; let the partitions f
 WARM_TIMEOUT_S = 15.0
 POLL_S = 0.1
 QUIET_POLLS = 3  # consecutive polls with nothing queued anywhere before we call it drained
+UNEVEN = (30, 3)  # busy channels owned by one replica, and by another; the third owns none
+UNEVEN_POOL = 60  # channels created at a time until enough fall in the chosen partitions
+UNEVEN_POOL_MAX = 1_000
 
 
 def skipped_reason() -> str | None:
@@ -38,10 +46,18 @@ def skipped_reason() -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplicaSet:
+    """The running replicas and the Redis they share."""
+
+    group: list[Child]
+    redis_url: str
+
+
 @contextlib.asynccontextmanager
 async def replica_set(
     bench: Bench, ivs: Child, name: str, flags: Sequence[str]
-) -> AsyncIterator[list[Child]]:
+) -> AsyncIterator[ReplicaSet]:
     """A fresh redis-server and `REPLICAS` warmed-up gateways on it; all stopped afterwards
     (the replicas first, then Redis)."""
     async with (
@@ -68,7 +84,7 @@ async def replica_set(
         group = [task.result() for task in started]
         await asyncio.sleep(OWNERSHIP_SETTLE_S)
         await _warm_up(bench, ivs, group, name)
-        yield group
+        yield ReplicaSet(group, url)
 
 
 async def _warm_up(bench: Bench, ivs: Child, group: list[Child], name: str) -> None:
@@ -112,7 +128,8 @@ async def _saturated(bench: Bench) -> dict[str, Any]:
     flags = ("--channel-max-cues", str(bound), "--drain-timeout", "1")
     async with bench.local_ivs("distributed-saturated-ivs") as ivs:
         (arn,) = await bench.channels(ivs, 1, f"distributed-saturated-{SIZE}")
-        async with replica_set(bench, ivs, "distributed-saturated", flags) as group:
+        async with replica_set(bench, ivs, "distributed-saturated", flags) as replicas:
+            group = replicas.group
 
             def drain(within: float) -> Awaitable[bool]:
                 return wait_all_drained(bench, group, within)
@@ -128,7 +145,8 @@ async def _account(bench: Bench) -> dict[str, Any]:
     async with bench.local_ivs("distributed-account-ivs") as ivs:
         arns = await bench.channels(ivs, bench.profile.account_channels, "distributed-account")
         flags = ("--drain-timeout", "1")
-        async with replica_set(bench, ivs, "distributed-account", flags) as group:
+        async with replica_set(bench, ivs, "distributed-account", flags) as replicas:
+            group = replicas.group
 
             def drain(within: float) -> Awaitable[bool]:
                 return wait_all_drained(bench, group, within)
@@ -136,8 +154,67 @@ async def _account(bench: Bench) -> dict[str, Any]:
             return await account.drive(bench, ivs, arns, group, drain)
 
 
+async def _uneven(bench: Bench) -> dict[str, Any]:
+    async with bench.local_ivs("distributed-uneven-ivs") as ivs:
+        flags = ("--drain-timeout", "1")
+        async with replica_set(bench, ivs, "distributed-uneven", flags) as replicas:
+            group = replicas.group
+            arns, owners = await _unevenly_owned(bench, ivs, replicas.redis_url)
+
+            def drain(within: float) -> Awaitable[bool]:
+                return wait_all_drained(bench, group, within)
+
+            figures = await account.drive(bench, ivs, arns, group, drain)
+    figures["channels_per_replica"] = owners
+    return figures
+
+
+async def _unevenly_owned(bench: Bench, ivs: Child, redis_url: str) -> tuple[list[str], list[int]]:
+    """Channels whose partitions `UNEVEN` replicas own: the first count owned by one replica,
+    the next by another; and how many each replica owns."""
+    from redis.asyncio import Redis
+
+    from metadata_gateway.distributed.keys import PartitionKeys, partition_of
+
+    partitions = Settings().redis_partitions
+    redis = Redis.from_url(redis_url)
+    try:
+        found = await redis.mget([PartitionKeys(p).lease for p in range(partitions)])
+    finally:
+        await redis.aclose()
+    leases: list[Any] = list(found)
+    holders = sorted({lease for lease in leases if lease is not None})
+    if len(holders) != REPLICAS:
+        raise RuntimeError(f"partition leases held by {len(holders)} replicas, not {REPLICAS}")
+    by_owner: dict[Any, list[str]] = {holder: [] for holder in holders}
+    created = 0
+    chosen = holders[: len(UNEVEN)]
+    while any(len(by_owner[h]) < n for h, n in zip(chosen, UNEVEN, strict=True)):
+        if created >= UNEVEN_POOL_MAX:
+            raise RuntimeError("no channels fell in the chosen replicas' partitions")
+        pool = await bench.channels(ivs, UNEVEN_POOL, f"distributed-uneven-{created}")
+        created += UNEVEN_POOL
+        for arn in pool:
+            by_owner[leases[partition_of(arn, partitions)]].append(arn)
+    arns = [arn for h, n in zip(chosen, UNEVEN, strict=True) for arn in by_owner[h][:n]]
+    return arns, [*UNEVEN, *([0] * (REPLICAS - len(UNEVEN)))]
+
+
+async def _single_uneven(bench: Bench) -> dict[str, Any]:
+    """The uneven part's load (its channel count) on one process: nothing to spread there."""
+    async with bench.local_ivs("uneven-ivs") as ivs:
+        arns = await bench.channels(ivs, sum(UNEVEN), "uneven")
+        async with bench.gateway(ivs, "uneven-gateway", flags=("--drain-timeout", "1")) as gw:
+
+            def drain(within: float) -> Awaitable[bool]:
+                return observe.wait_drained(bench.http, gw, within=within)
+
+            return await account.drive(bench, ivs, arns, [gw], drain)
+
+
 async def run(bench: Bench) -> dict[str, Any]:
-    """The saturated channel, then the account cap, each on fresh replicas, Redis and IVS."""
+    """Each part on one process, then on fresh replicas, Redis and IVS: the saturated channel,
+    the account cap, and the account cap with the channels spread unevenly."""
     reason = skipped_reason()
     if reason is not None:
         return {"skipped": reason}
@@ -152,11 +229,24 @@ async def run(bench: Bench) -> dict[str, Any]:
             account_s=profile.distributed_account_s,
         ),
     )
+    single_saturated = await saturated.one(bench, SIZE)
+    replicas_saturated = await _saturated(bench)
+    single_account = await account.run(bench)
+    replicas_account = await _account(bench)
+    single_uneven = await _single_uneven(bench)
+    replicas_uneven = await _uneven(bench)
     return {
         "replicas": REPLICAS,
         "load_balancing": "round robin over the replicas, per request",
         "saturated_s": profile.distributed_saturated_s,
         "account_s": profile.distributed_account_s,
-        "saturated": {"by_size": {str(SIZE): await _saturated(bench)}},
-        "account": await _account(bench),
+        "saturated": {"by_size": {str(SIZE): replicas_saturated}},
+        "account": replicas_account,
+        "uneven": replicas_uneven,
+        # The same parts on one process, in this run, so that the two sides compare.
+        "single_process": {
+            "saturated": {"by_size": {str(SIZE): single_saturated}},
+            "account": single_account,
+            "uneven": single_uneven,
+        },
     }

@@ -105,6 +105,16 @@ async def drive(
     return figures
 
 
+async def one(bench: Bench, size: int) -> dict[str, Any]:
+    """One size alone, on a local IVS of its own (the single process beside the replicas)."""
+    async with bench.local_ivs(f"saturated-{size}-ivs") as ivs:
+        figures = await _one_size(bench, ivs, size)
+        stats = await observe.put_metadata_stats(bench.http, ivs.url)
+    figures["throttled"] = stats.get("ThrottlingException", 0)
+    figures["ivs_answers"] = stats
+    return figures
+
+
 async def run(bench: Bench) -> dict[str, Any]:
     """All sizes at once, each with its own gateway and channel; throttles counted by IVS."""
     async with bench.local_ivs("saturated-ivs") as ivs:

@@ -73,12 +73,41 @@ class Cue:
         return self.type == "raw"
 
 
+ID_ALPHABET = string.ascii_letters + string.digits
+ID_PREFIX_LENGTH = 3  # then a base-36 counter: "Xy71", "Xy72", ... short in every payload
+ID_PREFIXES = len(ID_ALPHABET) ** ID_PREFIX_LENGTH  # 238,328
+
+
+def id_prefix(number: int) -> str:
+    """The id prefix numbered `number` (modulo `ID_PREFIXES`), as long as a random one."""
+    number %= ID_PREFIXES
+    out = ""
+    for _ in range(ID_PREFIX_LENGTH):
+        number, rem = divmod(number, len(ID_ALPHABET))
+        out = ID_ALPHABET[rem] + out
+    return out
+
+
+class IdFactory:
+    """Short ids: a prefix, then a counter; a process picks its prefix at random, a replica
+    takes a numbered one from Redis once it can (`distributed/runtime.py`)."""
+
+    __slots__ = ("_counter", "prefix")
+
+    def __init__(self) -> None:
+        self.prefix = "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_PREFIX_LENGTH))
+        self._counter: Iterator[int] = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<IdFactory prefix={self.prefix!r}>"
+
+    def __call__(self) -> str:
+        return self.prefix + _base36(next(self._counter))
+
+
 def id_factory() -> Callable[[], str]:
     """Return a generator of short ids, unique in this process and unlikely to repeat across."""
-    alphabet = string.ascii_letters + string.digits
-    prefix = "".join(secrets.choice(alphabet) for _ in range(3))
-    counter: Iterator[int] = itertools.count(1)
-    return lambda: prefix + _base36(next(counter))
+    return IdFactory()
 
 
 def _base36(value: int) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from metadata_gateway.distributed.keys import PartitionKeys, budget_keys, partition_of
+from metadata_gateway.distributed.keys import PartitionKeys, budget_keys, busy_key, partition_of
 from metadata_gateway.distributed.probe import RedisProbe
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,24 @@ class RedisCallGate:
             return None, min(MAX_RETRY_S, int(wait_us) / 1e6)
         self.admitted += 1
         return (keys, member), 0.0
+
+    async def outlook(self, channel_arn: str, budget: tuple[str, str]) -> tuple[float, int]:
+        """Seconds until the channel's shared window lets its next call start (on Redis's
+        clock, by the rule `acquire` applies), and the account's busy channels on all
+        replicas; what a `Retry-After` needs to know of a channel another replica may send."""
+        channel_key, _ = budget_keys(channel_arn, budget)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(channel_key, 0, -1, withscores=True)
+            pipe.hvals(busy_key(budget))
+            (seconds, micros), calls, busy = await pipe.execute()
+        now = seconds * 1_000_000 + micros
+        ends = [score for _, score in calls if score > now - self._window_us]
+        wait = 0.0
+        if len(ends) >= self._channel_rate:
+            first = ends[len(ends) - self._channel_rate]
+            wait = max(0.0, (first + self._window_us - now) / 1e6)
+        return wait, sum(int(count) for count in busy)
 
     async def release(self, ticket: object) -> None:
         """Record the call's answer time; left in flight (counted until its horizon) on error."""

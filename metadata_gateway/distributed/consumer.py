@@ -192,6 +192,8 @@ class PartitionConsumer:
                 continue
             if loop.time() >= next_reclaim:
                 next_reclaim = loop.time() + RECLAIM_EVERY_S
+                if not await self._strays_pending(reader, stream):
+                    continue
                 if not await self._claim(reader, stream, min_idle_ms=RECLAIM_IDLE_MS):
                     return
                 continue
@@ -229,27 +231,49 @@ class PartitionConsumer:
             return True
         return False
 
+    async def _strays_pending(self, reader: _Reader, stream: str) -> bool:
+        """Whether this stream's pending entries include some this replica does not hold:
+        another consumer's, or its own that never reached its queues (a read whose answer was
+        lost with the connection). A long backlog leaves this replica's own queued entries
+        idle for long, and claiming them again is work for nothing."""
+        try:
+            summary: Any = await self._redis.xpending(stream, GROUP)
+        except (RedisError, OSError) as exc:
+            await self._read_failed(reader.partition, "pending summary failed", exc)
+            return False
+        mine = 0
+        for consumer in summary["consumers"] or ():
+            if _text(consumer["name"]) != self._replica:
+                return True
+            mine = int(consumer["pending"])
+        held = sum(1 for partition, _ in self._entries.values() if partition == reader.partition)
+        return mine > held + len(self.writer.settling)
+
     async def _claim(self, reader: _Reader, stream: str, *, min_idle_ms: int) -> bool:
         """XAUTOCLAIM every entry pending at least `min_idle_ms` and queue it; False once the
         reader was stopped."""
         start = "0-0"
         while not reader.stopped:
             try:
-                claim: Any = await self._redis.xautoclaim(
-                    stream, GROUP, self._replica, min_idle_ms, start_id=start, count=READ_COUNT
-                )
+                # No settlement may land between the claim and the queueing of what it found:
+                # a cue sent meanwhile would be queued again once its settlement had left
+                # `settling`, and sent twice.
+                async with self.writer.writing:
+                    claim: Any = await self._redis.xautoclaim(
+                        stream, GROUP, self._replica, min_idle_ms, start_id=start, count=READ_COUNT
+                    )
+                    if reader.stopped:
+                        break
+                    start = _text(claim[0])
+                    claimed = [e for e in claim[1] if e and e[1]]
+                    self._feed(reader.partition, claimed)
             except (RedisError, OSError) as exc:
                 await self._read_failed(reader.partition, "claim failed", exc)
                 continue
-            if reader.stopped:
-                break
-            start = _text(claim[0])
-            claimed = [e for e in claim[1] if e and e[1]]
             if min_idle_ms:
                 self.reclaimed += len(claimed)
             else:
                 self.claimed += len(claimed)
-            self._feed(reader.partition, claimed)
             if start == "0-0":
                 return True
         return False

@@ -4,14 +4,24 @@ room is the one estimate that stays local: it looks at the channels this replica
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 
 from redis.exceptions import RedisError
 
-from metadata_gateway.core.admission import channel_full, drain_wait, process_full
+from metadata_gateway.core.admission import (
+    ChannelLoad,
+    channel_full,
+    channel_wait,
+    drain_wait,
+    process_full,
+    share_of_calls,
+)
+from metadata_gateway.core.arn import parse_channel_arn
 from metadata_gateway.core.cues import Cue
 from metadata_gateway.core.errors import CueError
+from metadata_gateway.distributed.budget import RedisCallGate
 from metadata_gateway.distributed.cancelling import Cancels
 from metadata_gateway.distributed.store import CueStore, Full
 from metadata_gateway.distributed.views import ChannelViews
@@ -32,12 +42,14 @@ class RedisIntake:
         cancels: Cancels,
         views: ChannelViews,
         unavailable: Callable[[], str | None],
+        gate: RedisCallGate | None = None,
     ) -> None:
         self._local = local
         self._store = store
         self._cancels = cancels
         self._views = views
         self._unavailable = unavailable
+        self._gate = gate  # the shared call windows: when a full channel sends next
         settings = local.gateway.settings
         self._settings = settings
         self._channel_max = (settings.channel_max_cues, settings.channel_max_bytes)
@@ -72,7 +84,7 @@ class RedisIntake:
         except (RedisError, OSError) as exc:
             raise _redis_down(str(exc) or type(exc).__name__) from None
         if isinstance(answer, Full):
-            raise self._full(answer, cues)
+            raise await self._full(answer, cues)
         accepted = []
         for cue, status in zip(cues, answer, strict=True):
             if status == "q":
@@ -115,17 +127,16 @@ class RedisIntake:
         if reason is not None:
             raise _redis_down(reason)
 
-    def _full(self, full: Full, cues: Sequence[Cue]) -> CueError:
+    async def _full(self, full: Full, cues: Sequence[Cue]) -> CueError:
         settings = self._settings
         average = full.bytes / full.cues if full.cues else 100.0
         if full.scope == "channel":
             size = sum(len(c.item) for c in cues if c.channel == full.channel)
             count = sum(1 for c in cues if c.channel == full.channel)
-            wait = drain_wait(
+            wait = await self._channel_wait(
+                full,
                 excess_cues=full.cues + count - settings.channel_max_cues,
                 excess_bytes=full.bytes + size - settings.channel_max_bytes,
-                calls_per_s=settings.channel_rate,
-                average_item_bytes=average,
             )
             return channel_full(full.channel, full.cues, wait)
         wait = drain_wait(
@@ -135,6 +146,39 @@ class RedisIntake:
             average_item_bytes=average,
         )
         return process_full("the gateway holds as many cues as it may; slow down", wait)
+
+    async def _channel_wait(self, full: Full, *, excess_cues: int, excess_bytes: int) -> float:
+        """As a single process answers (`channel_wait`: bursts at the full rate, a share of the
+        account's calls otherwise), from the channel's counts and shared window in Redis."""
+        settings = self._settings
+        next_call, busy = 0.0, 1
+        arn = parse_channel_arn(full.channel)
+        if self._gate is not None and arn is not None:
+            # Unreadable: the answer is a refusal all the same, its wait then by the rate alone.
+            with contextlib.suppress(RedisError, OSError):
+                next_call, busy = await self._gate.outlook(full.channel, arn.budget)
+        # Times relative to now: the owner's clock is not ours, Redis's window gave `next_call`.
+        load = ChannelLoad(
+            waiting=full.cues,
+            pending_bytes=full.bytes,
+            pending_calls=full.cues,
+            live=None,
+            backoff_until=0.0,
+            next_allowed=next_call,
+            calls_per_s=share_of_calls(
+                channel_rate=settings.channel_rate,
+                account_rate=settings.account_rate,
+                busy_channels=busy,
+            ),
+        )
+        return channel_wait(
+            load,
+            excess_cues=excess_cues,
+            excess_bytes=excess_bytes,
+            channel_rate=settings.channel_rate,
+            offline_probe=settings.offline_probe_interval,
+            now=0.0,
+        )
 
 
 def _redis_down(reason: str) -> CueError:

@@ -14,6 +14,7 @@ GROUP = "mg"  # the one consumer group of every partition stream
 REPLICAS = "mg:replicas"  # ZSET: replica id -> last heartbeat (Redis time, ms)
 RECEIPTS = "mg:receipts"  # pub/sub channel of sent / dropped receipts
 CHANNELS = "mg:channels"  # ZSET: every channel a cue was accepted for -> when it was first met
+ID_PREFIX = "mg:id-prefix"  # counter: each replica's number, the prefix of the cue ids it makes
 
 
 def partition_of(channel_arn: str, partitions: int) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from metadata_gateway.config import Settings
-from metadata_gateway.core.cues import id_factory
+from metadata_gateway.core.cues import ID_PREFIXES, IdFactory, id_prefix
 from metadata_gateway.core.gateway import Gateway
 from metadata_gateway.distributed.asking import ReplicaRequests
 from metadata_gateway.distributed.budget import RedisCallGate
@@ -19,6 +19,7 @@ from metadata_gateway.distributed.cancelling import Cancels
 from metadata_gateway.distributed.connect import connect
 from metadata_gateway.distributed.consumer import PartitionConsumer
 from metadata_gateway.distributed.intake import RedisIntake
+from metadata_gateway.distributed.keys import ID_PREFIX
 from metadata_gateway.distributed.ownership import Ownership
 from metadata_gateway.distributed.probe import OPERATIONS, RedisProbe
 from metadata_gateway.distributed.receipts import ReceiptRelay
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 
 SOCKET_TIMEOUT_S = 3.0  # above XREADGROUP's 1 s block; a hung Redis fails requests after this
 CONNECT_TIMEOUT_S = 1.0
+# Every call in flight holds a connection for its budget's acquire or release, up to an
+# account's 155 at once after a window frees, beside the readers' blocking reads and the
+# accepts: redis-py's default pool of 100 runs out, and fails commands at once ("Too many
+# connections"), a lost release then holding a phantom call in the shared windows until its
+# horizon. Redis itself takes 10,000 clients by default.
+MAX_CONNECTIONS = 1_000
 # The local limiters run this much stricter than the shared ones, so that Redis (whose clock
 # sees a call's end a round trip late) seldom has to refuse what the local scheduler chose.
 LOCAL_EXTRA_MARGIN_S = 0.003
@@ -52,6 +59,7 @@ class DistributedRuntime:
             settings.redis_url,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
+            max_connections=MAX_CONNECTIONS,
         )
         # Pub/sub waits for messages without end: a connection of its own, no read timeout.
         self._pubsub_redis = connect(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
@@ -72,8 +80,9 @@ class DistributedRuntime:
             wait_replicas=settings.redis_wait_replicas,
             probe=self.probe,
         )
-        # Ids unique across replicas: a longer random prefix than a single process needs.
-        self.new_id: Callable[[], str] = _replica_ids()
+        # Ids as short as a single process's, unique across replicas: the random prefix is
+        # replaced by this replica's number from Redis before any cue can be kept.
+        self.new_id = IdFactory()
         self.intake: RedisIntake | None = None
         self.consumer: PartitionConsumer | None = None
         self.ownership: Ownership | None = None
@@ -171,6 +180,7 @@ class DistributedRuntime:
             cancels=cancels,
             views=views,
             unavailable=self.unavailable,
+            gate=self.gate,
         )
         self.relay = ReceiptRelay(self._pubsub_redis, router, replica=self.replica, tasks=tasks)
         try:
@@ -192,8 +202,17 @@ class DistributedRuntime:
         )
 
     async def _prepare_redis(self) -> None:
-        """Create the partitions' groups, and list the configured channels first in views."""
+        """Create the streams' groups, number this replica's cue ids, and list the configured
+        channels first in views; until all is done, no cue is kept (`unavailable`), so no id of
+        the random prefix reaches Redis."""
         await self.store.create_groups()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # Numbering starts anywhere: a Redis that lost its data does not hand out again
+            # the numbers of the replicas still running.
+            pipe.set(ID_PREFIX, secrets.randbelow(ID_PREFIXES), nx=True)
+            pipe.incr(ID_PREFIX)
+            _, number = await pipe.execute()
+        self.new_id.prefix = id_prefix(int(number))
         assert self._views is not None
         await self._views.register(self.settings.channels.values())
         self._groups_ready = True
@@ -224,9 +243,3 @@ class DistributedRuntime:
             await self.relay.close()
         await self.redis.aclose()
         await self._pubsub_redis.aclose()
-
-
-def _replica_ids() -> Callable[[], str]:
-    prefix = secrets.token_hex(3)
-    inner = id_factory()
-    return lambda: prefix + inner()

@@ -49,7 +49,9 @@ class WriteBack:
         self._touched: dict[tuple[str, str], StateRecord] = {}  # repeats sent since last write
         self._receipts: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
-        self._writing = asyncio.Lock()  # one writer: a flush returns once all before it landed
+        # One writer: a flush returns once all before it landed. Held by a claim too, so that no
+        # settlement lands between a claim and the queueing of what it found.
+        self.writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -85,7 +87,7 @@ class WriteBack:
     async def flush(self) -> None:
         """Write what waits now (before a partition changes hands, and before a cancel answers:
         the next owner must neither send again what was sent nor bring back what was cancelled)."""
-        async with self._writing:
+        async with self.writing:
             await self._write()
 
     async def close(self) -> None:
