@@ -24,7 +24,7 @@ from metadata_gateway.core.pending import CueState
 from metadata_gateway.distributed.asking import ReplicaRequests
 from metadata_gateway.distributed.keys import GROUP, PartitionKeys, partition_of
 from metadata_gateway.distributed.probe import RedisProbe
-from metadata_gateway.distributed.store import decode_cue
+from metadata_gateway.distributed.store import COUNT_OUT, decode_cue
 from metadata_gateway.intake.seam import Cancelled
 
 if TYPE_CHECKING:  # types only: the consumer and the gateway are the runtime's to make
@@ -40,7 +40,9 @@ LOOK_AGAIN_S = 0.1  # after an owner answered that the partition moved
 # channels set, the lease. ARGV: group, channel, id.
 # Returns {"cancelled", "entry", body}, {"cancelled", "state"}, {"owner", replica, what} (what:
 # "entry", "state" or "unknown"), {"sent"} or {"none"}.
-_CANCEL = """
+_CANCEL = (
+    COUNT_OUT
+    + """
 local stream, counts, entries, idkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local scheduled, states, state_channels, lease = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local group, channel, id = ARGV[1], ARGV[2], ARGV[3]
@@ -57,16 +59,7 @@ if indexed then
   redis.call("XACK", stream, group, entry)
   if member ~= "" then redis.call("ZREM", scheduled, member) end
   redis.call("DEL", idkey)
-  if redis.call("XDEL", stream, entry) == 1 then
-    size = tonumber(size)
-    redis.call("HINCRBY", counts, "n:" .. channel, -1)
-    redis.call("HINCRBY", counts, "n:*", -1)
-    redis.call("HINCRBY", counts, "b:" .. channel, -size)
-    redis.call("HINCRBY", counts, "b:*", -size)
-    if tonumber(redis.call("HGET", counts, "n:" .. channel) or "0") <= 0 then
-      redis.call("HDEL", counts, "n:" .. channel, "b:" .. channel)
-    end
-  end
+  if redis.call("XDEL", stream, entry) == 1 then count_out(counts, channel, tonumber(size)) end
   if #found == 0 then return {"none"} end
   local fields = found[1][2]
   for i = 1, #fields, 2 do
@@ -84,6 +77,7 @@ if redis.call("GET", idkey) == "d" then return {"sent"} end
 if owner then return {"owner", owner, "unknown"} end
 return {"none"}
 """
+)
 
 
 class Cancels:

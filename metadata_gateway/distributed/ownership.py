@@ -220,8 +220,6 @@ class Ownership:
                 await self._consumer.flush()
                 self.epochs[partition] = int(epoch)
                 self.confirmed[partition] = started
-                if self._facts is not None:
-                    self._facts.taken(partition, self._gateway.channels)
                 self._consumer.take(partition)
                 log.info("partition taken", extra={"partition": partition, "epoch": int(epoch)})
         await self._share_accounts()

@@ -91,13 +91,28 @@ end
 return status
 """
 
+# A cue leaves its partition's counts: a Lua function for the scripts that delete entries.
+COUNT_OUT = """
+local function count_out(counts, channel, size)
+  redis.call("HINCRBY", counts, "n:" .. channel, -1)
+  redis.call("HINCRBY", counts, "n:*", -1)
+  redis.call("HINCRBY", counts, "b:" .. channel, -size)
+  redis.call("HINCRBY", counts, "b:*", -size)
+  if tonumber(redis.call("HGET", counts, "n:" .. channel) or "0") <= 0 then
+    redis.call("HDEL", counts, "n:" .. channel, "b:" .. channel)
+  end
+end
+"""
+
 # KEYS: stream, counts, entries hash, state channels set, then per entry its id marker, its
 # channel's scheduled set and its channel's state records (3 keys each). ARGV: group, id_ttl_ms,
 # then per entry: entry id, channel, size, outcome ("d" delivered / "x" dropped), client_id (0/1),
 # cue id, scheduled member ("" if none), state record ("" if none), state key.
 # An entry another owner already settled changes nothing (XDEL answers 0), so settling twice
 # after a change of owner never counts a cue out twice, nor brings back a state record.
-_SETTLE = """
+_SETTLE = (
+    COUNT_OUT
+    + """
 local stream, counts, entries, state_channels = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, ttl = ARGV[1], ARGV[2]
 local A = 9
@@ -115,13 +130,7 @@ for i = 1, n do
   if member ~= "" then redis.call("ZREM", scheduled, member) end
   if redis.call("XDEL", stream, entry) == 1 then
     settled = settled + 1
-    redis.call("HINCRBY", counts, "n:" .. channel, -1)
-    redis.call("HINCRBY", counts, "n:*", -1)
-    redis.call("HINCRBY", counts, "b:" .. channel, -size)
-    redis.call("HINCRBY", counts, "b:*", -size)
-    if tonumber(redis.call("HGET", counts, "n:" .. channel) or "0") <= 0 then
-      redis.call("HDEL", counts, "n:" .. channel, "b:" .. channel)
-    end
+    count_out(counts, channel, size)
     if outcome == "d" and record ~= "" then
       -- The newest sent state of a key is the one that repeats: older records of it go.
       local old = redis.call("HGETALL", states)
@@ -142,6 +151,7 @@ for i = 1, n do
 end
 return settled
 """
+)
 
 
 class NotReplicated(RedisError):

@@ -25,6 +25,7 @@ from metadata_gateway.intake.seam import ChannelView
 
 _Facts = tuple[bool | None, str | None, int, int]  # live, last error, calls, cues delivered
 _COMMANDS = 5  # per channel, in `_read`
+_NOTHING: _Facts = (None, None, 0, 0)  # what a channel not yet reported has told
 
 
 class ChannelViews:
@@ -122,30 +123,22 @@ class FactsReporter:
     def __repr__(self) -> str:
         return f"<FactsReporter reported={len(self._reported)}>"
 
-    def taken(self, partition: int, channels: Mapping[str, Channel]) -> None:
-        """This replica now owns `partition`: what its channels did here before is reported."""
-        for arn, channel in channels.items():
-            if partition_of(arn, self._partitions) == partition:
-                self._reported[arn] = _facts_of(channel)
-
     async def report(self, channels: Mapping[str, Channel]) -> None:
-        """Write what changed since the last report; calls and cues as increments, so that
-        owners one after another add up. A channel no longer owned is reported a last time."""
+        """Write what changed since the last report. Calls and cues go as increments, whether
+        the channel is still owned or not (a call may end after its partition moved), so that
+        owners one after another add up; liveness and last error only while owned, so that a
+        former owner never overwrites what the current one learnt."""
         async with self._redis.pipeline(transaction=False) as pipe:
             changes = 0
             for arn, channel in channels.items():
-                owned = self._owns(arn)
-                before = self._reported.get(arn)
-                if before is None:
-                    if not owned:
-                        continue
-                    before = (None, None, 0, 0)  # met since the partition was taken
+                before = self._reported.get(arn, _NOTHING)
                 now = _facts_of(channel)
+                if now == before:
+                    continue
+                if not self._owns(arn):
+                    now = (before[0], before[1], now[2], now[3])
                 changes += self._write(pipe, arn, before, now)
-                if owned:
-                    self._reported[arn] = now
-                else:
-                    del self._reported[arn]
+                self._reported[arn] = now
             if changes:
                 await pipe.execute()
 
