@@ -12,6 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from metadata_gateway.local_ivs import LocalIvs
+from metadata_gateway.local_ivs.errors import IvsError
+from metadata_gateway.local_ivs.pagination import decode_token, encode_token
 
 CHANNEL_ARN = re.compile(r"arn:aws:ivs:us-west-2:123456789012:channel/[a-zA-Z0-9]{12}")
 STREAM_KEY_ARN = re.compile(r"arn:aws:ivs:us-west-2:123456789012:stream-key/[a-zA-Z0-9]{12}")
@@ -328,3 +330,13 @@ async def test_channel_operations_through_boto3(boto3_client: Any) -> None:
     await asyncio.to_thread(boto3_client.delete_channel, arn=arn)
     with pytest.raises(boto3_client.exceptions.ResourceNotFoundException):
         await asyncio.to_thread(boto3_client.get_channel, arn=arn)
+
+
+@pytest.mark.parametrize("listing", ["channels", "stream-keys:AbCd1234", "a:b:c"])
+def test_page_tokens_resume_listings_whose_names_hold_colons(listing: str) -> None:
+    """A token names its listing and position; a colon in the listing's name (the stream keys
+    of one channel) must not make the token unreadable, nor fit another listing."""
+    token = encode_token(listing, 7)
+    assert decode_token(listing, token) == 7
+    with pytest.raises(IvsError, match="nextToken is invalid"):
+        decode_token(listing + "x", token)

@@ -26,9 +26,9 @@ def decode_token(listing: str, token: str) -> int:
     """Return the position `token` resumes `listing` at; ValidationException if it is not ours."""
     check_pagination_token("nextToken", token)
     try:
-        prefix, token_listing, position = (
-            base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii").split(":")
-        )
+        raw = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+        prefix, rest = raw.split(":", 1)
+        token_listing, position = rest.rsplit(":", 1)  # a listing's name may hold colons
         if prefix != _TOKEN_PREFIX or token_listing != listing:
             raise ValueError(token_listing)
         return int(position)
