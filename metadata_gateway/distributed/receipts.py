@@ -49,9 +49,7 @@ class ReceiptRelay:
 
     async def close(self) -> None:
         """Stop listening."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._tasks.cancel(self._task)  # bounded: a Redis read can lose a cancellation
         for handle in self._later:
             handle.cancel()
         self._later.clear()

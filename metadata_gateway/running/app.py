@@ -110,6 +110,7 @@ def create_app(
         if settings.events_queue_url is not None:
             events = StreamEventsConsumer(
                 gateway.streams,
+                tasks=tasks,
                 queue_url=settings.events_queue_url,
                 region=settings.region,
                 endpoint_url=settings.sqs_endpoint_url,

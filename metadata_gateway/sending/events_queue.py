@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from metadata_gateway.core.stream_sessions import StreamSessions
 from metadata_gateway.core.stream_state import EventSkipped, SkipReason, parse_event
+from metadata_gateway.running.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class StreamEventsConsumer:
         self,
         sessions: StreamSessions,
         *,
+        tasks: TaskRegistry,
         queue_url: str,
         region: str,
         now: Callable[[], float],
@@ -80,6 +82,7 @@ class StreamEventsConsumer:
         session: AioSession | None = None,
     ) -> None:
         self._sessions = sessions
+        self._tasks = tasks
         self._queue_url = queue_url
         self._region = queue_region(queue_url, region)
         self._endpoint_url = endpoint_url
@@ -104,15 +107,12 @@ class StreamEventsConsumer:
         if self._endpoint_url:
             kwargs["endpoint_url"] = self._endpoint_url
         client = await self._stack.enter_async_context(self._session.create_client("sqs", **kwargs))
-        self._task = asyncio.create_task(self._run(client), name="stream-events")
+        self._task = self._tasks.spawn(self._run(client), name="stream-events")
 
     async def close(self) -> None:
         """Stop reading (a receive in progress is abandoned) and close the client."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.cancel(task)
         await self._stack.aclose()
 
     async def _run(self, client: Any) -> None:
