@@ -91,6 +91,7 @@ class DistributedRuntime:
         self._views: ChannelViews | None = None
         self._groups_ready = False
         self._groups_task: asyncio.Task[None] | None = None
+        self._tasks: TaskRegistry | None = None  # the process's, once started
 
     def __repr__(self) -> str:
         return f"<DistributedRuntime {self.replica} {self.ownership!r} {self.gate!r}>"
@@ -136,6 +137,7 @@ class DistributedRuntime:
         self.consumer = PartitionConsumer(
             self.redis, self.store, gateway, replica=self.replica, tasks=tasks
         )
+        self._tasks = tasks
         gateway.listeners.append(self.consumer)
         # Receipts come back through Redis, the owner's own too, so that each can wait for its
         # ack however the accept and the send raced (see receipts.py).
@@ -227,9 +229,8 @@ class DistributedRuntime:
 
     async def hand_back(self) -> None:
         """Stop reading and hand the partitions back (queued cues stay in Redis), settled."""
-        if self._groups_task is not None:
-            self._groups_task.cancel()
-            await asyncio.gather(self._groups_task, return_exceptions=True)
+        if self._groups_task is not None and self._tasks is not None:
+            await self._tasks.cancel(self._groups_task)
         if self.requests is not None:
             await self.requests.close()
         if self.ownership is not None:
