@@ -126,13 +126,7 @@ async def test_cancel_answers_alike_from_every_replica(
             {
                 "cues": [
                     {"channel": arn, "type": "custom", "id": f"q{i}", "data": {}},
-                    {
-                        "channel": arn,
-                        "type": "custom",
-                        "id": f"s{i}",
-                        "data": {},
-                        "not_before": later,
-                    },
+                    _held(arn, f"s{i}", later),
                 ]
             }
         )
@@ -184,15 +178,7 @@ async def test_cancel_answers_alike_from_every_replica(
         {"id": "st", "channel": live, "status": "cancelled", "state": "repeating"},
     )
     # A later cue on the same channel arrives only after the state's next repeat was due.
-    status, body, _ = await a.post(
-        {
-            "channel": live,
-            "type": "custom",
-            "id": "marker",
-            "data": {},
-            "not_before": _ms(2.5),
-        }
-    )
+    status, body, _ = await a.post(_held(live, "marker", _ms(2.5)))
     await _until(lambda: _at_least(local_ivs, "marker", 1), "the marker cue")
     assert [t for t in _sends(local_ivs, "st") if t > cancelled_at + 0.5] == []
 
@@ -210,15 +196,7 @@ async def test_websocket_cancel_reaches_the_owner(
     """A WebSocket `cancel` on the replica that does not own the channel cancels the cue."""
     a, _ = pair
     arn = new_channel(local_ivs, "ws-cancel")
-    status, body, _ = await a.post(
-        {
-            "channel": arn,
-            "type": "custom",
-            "id": "later",
-            "data": {},
-            "not_before": _ms(60),
-        }
-    )
+    status, body, _ = await a.post(_held(arn, "later", _ms(60)))
     assert status == 202, body
     owner = await _owner(a, arn)
     other = _others(pair, owner)
@@ -249,13 +227,7 @@ async def test_cues_no_replica_has_read_are_cancelled_in_redis(
                 {
                     "cues": [
                         {"channel": arn, "type": "custom", "id": "now", "data": {}},
-                        {
-                            "channel": arn,
-                            "type": "custom",
-                            "id": "later",
-                            "data": {},
-                            "not_before": _ms(60),
-                        },
+                        _held(arn, "later", _ms(60)),
                     ]
                 }
             )
@@ -284,8 +256,8 @@ async def test_channel_views_are_the_same_on_every_replica(
     later = _ms(120)
     cues: list[dict[str, Any]] = [
         {"channel": live, "type": "state", "key": "k", "id": "st", "data": {}, "repeat_ms": 60_000},
-        {"channel": live, "type": "custom", "id": "s1", "data": {}, "not_before": later},
-        {"channel": live, "type": "custom", "id": "s2", "data": {}, "not_before": later + 1000},
+        _held(live, "s1", later),
+        _held(live, "s2", later + 1000),
         *({"channel": offline, "type": "custom", "data": {"n": n}} for n in range(3)),
     ]
     status, body, _ = await b.post({"cues": cues})
@@ -409,6 +381,17 @@ async def test_states_and_schedules_outlive_their_owner(
     (sent,) = _sends(local_ivs, "due")
     assert due - 0.05 <= sent <= due + WORST_REPEAT_GAP_S
     assert len(delivered_ids(local_ivs.state.events)) > 0
+
+
+def _held(channel: str, cue_id: str, not_before: int) -> dict[str, Any]:
+    """A cue held until `not_before` (Unix ms)."""
+    return {
+        "channel": channel,
+        "type": "custom",
+        "id": cue_id,
+        "data": {},
+        "not_before": not_before,
+    }
 
 
 def _ms(seconds_from_now: float) -> int:
