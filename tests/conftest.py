@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.config import Config
+from distributed_harness import redis_server
 
 from metadata_gateway.local_ivs import LocalIvs, LocalIvsSettings
 
@@ -131,3 +133,12 @@ def live_channel(local_ivs: LocalIvs) -> str:
     arn: str = local_ivs.state.create_channel(name="live")["channel"]["arn"]
     local_ivs.state.start_stream(arn)
     return arn
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server on a random loopback port."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with redis_server() as url:
+        yield url

@@ -21,10 +21,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from metadata_gateway.local_ivs import MetadataEvent
 from metadata_gateway.local_ivs.events import max_in_window as max_in_window
 
+needs_redis = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed"
+)
 START_TIMEOUT_S = 15.0
 REDIS_TEST_FLAGS = ("--save", "", "--appendonly", "no")  # tests only; production wants AOF
 # Redis as production runs it: every acknowledged write in the AOF, fsynced before the reply.

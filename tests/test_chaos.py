@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import random
-import shutil
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from distributed_harness import (
     RedisProcess,
     Replica,
     audit,
+    needs_redis,
     post_load,
     redis_process,
     replicas,
@@ -39,9 +39,7 @@ from gateway_harness import new_channel
 
 from metadata_gateway.local_ivs import LocalIvs
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
+pytestmark = needs_redis
 
 RUN_SLOW = os.environ.get("MG_RUN_SLOW") == "1"
 SEED = 15

@@ -59,6 +59,14 @@ def _receipt(op: str, *ids: str, **extra: Any) -> bytes:
     return orjson.dumps({"op": op, "channel": ARN, "ids": list(ids), **extra})
 
 
+def _acked(ledger: StreamLedger, cue_id: str) -> Frame:
+    """A cue sent at 0.0 and acknowledged at 0.1."""
+    frame = _send(ledger, cue_id)
+    ledger.due(0.0)
+    ledger.handle(_ack(frame.ref, cue_id), 0.1)
+    return frame
+
+
 def _written(ledger: StreamLedger, now: float = 0.0) -> list[list[str]]:
     frames, _ = ledger.due(now)
     return [[cue["id"] for cue in frame.cues] for frame in frames]
@@ -97,9 +105,7 @@ async def test_a_receipt_settles_a_cue_and_nothing_is_resent() -> None:
     """A `sent` receipt ends a cue's life: the next connection sends nothing again."""
     ledger = _ledger()
     ledger.connected(0.0)
-    frame = _send(ledger, "a")
-    ledger.due(0.0)
-    ledger.handle(_ack(frame.ref, "a"), 0.1)
+    _acked(ledger, "a")
     effects = ledger.handle(_receipt("sent", "a", at=5.0), 0.2)
     assert effects == [Emit(Receipt("sent", ARN, ("a",), at=5.0))]
     assert ledger.settled
@@ -111,9 +117,7 @@ async def test_a_shutdown_drop_keeps_the_cue_for_the_next_gateway() -> None:
     """`dropped` for `shutdown` is not final: the cue goes again after the reconnect."""
     ledger = _ledger()
     ledger.connected(0.0)
-    frame = _send(ledger, "a")
-    ledger.due(0.0)
-    ledger.handle(_ack(frame.ref, "a"), 0.1)
+    _acked(ledger, "a")
     assert ledger.handle(_receipt("dropped", "a", reason="shutdown"), 0.2) == []
     assert ledger.connected(1.0) == 1
     assert _written(ledger, 1.0) == [["a"]]
@@ -123,9 +127,7 @@ async def test_a_resent_cue_the_gateway_delivered_gets_a_receipt_without_time() 
     """`duplicate` with `delivered: true` settles the re-sent cue with `sent` and `at=None`."""
     ledger = _ledger()
     ledger.connected(0.0)
-    frame = _send(ledger, "a")
-    ledger.due(0.0)
-    ledger.handle(_ack(frame.ref, "a"), 0.1)
+    _acked(ledger, "a")
     ledger.connected(1.0)
     [resend], _ = ledger.due(1.0)
     effects = ledger.handle(_ack(resend.ref, "a", status="duplicate", delivered=True), 1.1)
@@ -137,9 +139,7 @@ async def test_a_resent_cue_still_queued_waits_for_its_receipt() -> None:
     """`duplicate` with `delivered: false` keeps the cue until the new connection's receipt."""
     ledger = _ledger()
     ledger.connected(0.0)
-    frame = _send(ledger, "a")
-    ledger.due(0.0)
-    ledger.handle(_ack(frame.ref, "a"), 0.1)
+    _acked(ledger, "a")
     ledger.connected(1.0)
     [resend], _ = ledger.due(1.0)
     assert ledger.handle(_ack(resend.ref, "a", status="duplicate", delivered=False), 1.1) == []

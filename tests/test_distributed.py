@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import shutil
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-import orjson
 import pytest
 from aiohttp import web
 
@@ -19,9 +17,11 @@ pytest.importorskip("redis")
 
 from distributed_harness import (
     LoadResult,
+    audit,
     delivered_ids,
     free_port,
     max_in_window,
+    needs_redis,
     post_load,
     redis_process,
     redis_sentinel,
@@ -39,10 +39,6 @@ from metadata_gateway.local_ivs import LocalIvs
 from metadata_gateway.running.app import create_app
 from metadata_gateway.running.appkeys import GATEWAY
 
-needs_redis = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
-
 CHANNELS = 40
 LOAD_S = 6.0
 CUES_PER_S = 600.0  # about 4 cues per call once 40 channels share 155 calls/s
@@ -52,15 +48,6 @@ RESTART_AT_S = 3.0
 # Delivery is waited for while it makes progress: accepted cues missing after this long without
 # one new delivery are lost, however loaded the machine.
 DELIVERY_STALL_S = 8.0
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A throwaway redis-server on a random loopback port."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    with redis_server() as url:
-        yield url
 
 
 async def _wait_settled(url: str, partitions: int = 16) -> None:
@@ -159,35 +146,21 @@ async def test_three_replicas_survive_a_kill_within_ivs_limits(
             )
             await _wait_settled(url)  # nothing left that could be sent again
 
-    events = ivs.state.events
-    ids = delivered_ids(events)
-    counts = Counter(ids)
-    repeats = {i: n - 1 for i, n in counts.items() if n > 1}
-    first_seen: dict[str, float] = {}
-    for event in events:
-        for item in orjson.loads(event.metadata)["c"]:
-            first_seen.setdefault(item["i"], event.time)
-    per_channel: dict[str, list[float]] = {}
-    for event in events:
-        per_channel.setdefault(event.channel_arn, []).append(event.time)
-    worst_channel = max(max_in_window(t) for t in per_channel.values())
-    worst_account = max_in_window([e.time for e in events])
-    dist_cpc = len(ids) / max(1, len(events))
+    seen = audit(ivs.state.events)
+    dist_cpc = sum(seen.delivered.values()) / max(1, seen.calls)
     print(
         f"\nsingle: accepted={len(single.accepted)} cues/call={single_cpc:.2f}"
         f"\ndistributed: accepted={len(result.accepted)} refused={result.refused} "
-        f"failed_attempts={dict(result.reasons)} "
-        f"delivered={len(counts)} repeats={sum(repeats.values())} calls={len(events)} "
-        f"cues/call={dist_cpc:.2f} max/channel/s={worst_channel} max/account/s={worst_account} "
-        f"throttled={_throttles(ivs)}"
+        f"failed_attempts={dict(result.reasons)} {seen.summary()} "
+        f"cues/call={dist_cpc:.2f} throttled={_throttles(ivs)}"
     )
     assert _throttles(ivs) == 0
-    assert worst_channel <= 5
-    assert worst_account <= 155
-    assert result.accepted <= set(counts)
+    assert seen.worst_channel <= 5
+    assert seen.worst_account <= 155
+    assert result.accepted <= set(seen.delivered)
     assert len(result.accepted) > 0.9 * LOAD_S * CUES_PER_S
     # A repeat is a cue the killed replica had sent but not yet settled when it died.
-    assert all(killed_at - 2.0 <= first_seen[i] <= killed_at + 0.1 for i in repeats)
+    assert all(killed_at - 2.0 <= seen.first_seen[i] <= killed_at + 0.1 for i in seen.repeats)
     assert abs(dist_cpc / single_cpc - 1) <= 0.2
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 pytest.importorskip("redis")
 
-from distributed_harness import Replica, delivered_ids, free_port, redis_server, wait_split
+from distributed_harness import Replica, delivered_ids, free_port, needs_redis, wait_split
 from gateway_harness import RunningGateway, new_channel, running_gateway
 from redis.asyncio import Redis
 
@@ -30,20 +29,12 @@ from metadata_gateway.distributed.store import decode_cue, encode_cue
 from metadata_gateway.local_ivs import LocalIvs
 from metadata_gateway.running.appkeys import SETTINGS
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
+pytestmark = needs_redis
 
 REPEAT_S = 1.0  # the state cues' repeat_ms, the shortest allowed
 # A change of owner delays a repeat by at most a lease (plus a heartbeat to notice it); the rest
 # is room for a loaded machine.
 WORST_REPEAT_GAP_S = REPEAT_S + LEASE_MS / 1000 + TICK_S + 1.5
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture

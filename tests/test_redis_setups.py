@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from distributed_harness import (
     LoadResult,
     Replica,
     audit,
+    needs_redis,
     post_load,
     redis_process,
     redis_sentinel,
@@ -32,9 +32,7 @@ from gateway_harness import new_channel
 
 from metadata_gateway.local_ivs import LocalIvs
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
+pytestmark = needs_redis
 
 CHANNELS = 20
 CUES_PER_S = 200.0
