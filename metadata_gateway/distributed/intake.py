@@ -42,7 +42,7 @@ class RedisIntake:
         cancels: Cancels,
         views: ChannelViews,
         unavailable: Callable[[], str | None],
-        gate: RedisCallGate | None = None,
+        gate: RedisCallGate,
     ) -> None:
         self._local = local
         self._store = store
@@ -153,7 +153,7 @@ class RedisIntake:
         settings = self._settings
         next_call, busy = 0.0, 1
         arn = parse_channel_arn(full.channel)
-        if self._gate is not None and arn is not None:
+        if arn is not None:
             # Unreadable: the answer is a refusal all the same, its wait then by the rate alone.
             with contextlib.suppress(RedisError, OSError):
                 next_call, busy = await self._gate.outlook(full.channel, arn.budget)

@@ -108,8 +108,8 @@ class Ownership:
         partitions: int,
         clock: Callable[[], float],
         tasks: TaskRegistry,
+        facts: FactsReporter,
         probe: RedisProbe | None = None,
-        facts: FactsReporter | None = None,
     ) -> None:
         self._redis = redis
         self._facts = facts
@@ -223,8 +223,7 @@ class Ownership:
                 self._consumer.take(partition)
                 log.info("partition taken", extra={"partition": partition, "epoch": int(epoch)})
         await self._share_accounts()
-        if self._facts is not None:
-            await self._facts.report(self._gateway.channels)
+        await self._facts.report(self._gateway.channels)
 
     def _hand_over(self, partition: int, *, release: bool) -> None:
         """Stop owning `partition` now, and give it up in a task of its own."""

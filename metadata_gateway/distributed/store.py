@@ -69,6 +69,7 @@ for _, v in pairs(add) do
 end
 local t = redis.call("TIME")
 local wall = t[1] .. string.format("%06d", tonumber(t[2]))
+local met = {}
 for i = 1, n do
   if status[i] == "q" then
     local a = 5 + (i - 1) * A
@@ -80,7 +81,10 @@ for i = 1, n do
     local entry = redis.call("XADD", stream, "*", "c", body, "w", wall)
     redis.call("HSET", entries, channel .. " " .. id, entry .. " " .. size .. " " .. member)
     if not_before ~= "" then redis.call("ZADD", scheduled, not_before, member) end
-    redis.call("ZADD", KEYS[1], "NX", tonumber(wall) + i, channel)  -- in the order met
+    if not met[channel] then
+      met[channel] = true
+      redis.call("ZADD", KEYS[1], "NX", tonumber(wall) + i, channel)  -- in the order met
+    end
     if client == "1" then redis.call("SET", idkey, "q", "PX", ttl) end
     redis.call("HINCRBY", counts, "n:" .. channel, 1)
     redis.call("HINCRBY", counts, "n:*", 1)
