@@ -376,7 +376,9 @@ async def wait_delivered(
 
 
 async def wait_split(url: str, *, replicas: int, partitions: int = 16) -> None:
-    """Return once every partition's lease is held and the holders are `replicas` replicas."""
+    """Return once every partition's lease is held, by `replicas` replicas with their shares
+    settled (⌊P/n⌋ or ⌈P/n⌉ each): two holders alone may be a split still moving, one replica
+    handing partitions over to the other."""
     from redis.asyncio import Redis
 
     from metadata_gateway.distributed.keys import PartitionKeys
@@ -386,7 +388,8 @@ async def wait_split(url: str, *, replicas: int, partitions: int = 16) -> None:
         deadline = time.monotonic() + 10.0
         while True:
             holders = await redis.mget([PartitionKeys(p).lease for p in range(partitions)])
-            if None not in holders and len(set(holders)) == replicas:
+            shares = Counter(holders).values()
+            if None not in holders and len(shares) == replicas and max(shares) - min(shares) <= 1:
                 return
             assert time.monotonic() < deadline, f"partition leases: {holders}"
             await asyncio.sleep(0.05)
